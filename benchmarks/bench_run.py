@@ -25,7 +25,7 @@ from rich.console import Console
 from perwatt.config import RunSpec
 from perwatt.endpoints.catalogue import DEFAULT_MODELS
 from perwatt.runner import run_model
-from perwatt.store.rundir import read_run
+from perwatt.store import read_run
 
 
 def main() -> None:

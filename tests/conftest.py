@@ -61,3 +61,83 @@ def rows() -> list[RequestRecord]:
     out = [make_row(i, correct=i in (0, 2, 4, 6), energy=float(i + 1)) for i in range(9)]
     out.append(make_row(9, correct=False, energy=10.0, status="error"))
     return out
+
+
+def make_manifest(
+    run_id: str = "r1",
+    *,
+    model: str = "m",
+    n: int = 0,
+    workload: str = "reasoning-gym",
+    label: str = "estimated:cputime",
+    band: str = "",
+    concurrency: int | None = 1,
+    window_s: float = 0.0,
+    window_j: float = 0.0,
+    metered_j: float = 0.0,
+    active_params: int | None = None,
+    release_date: str | None = None,
+    resamples: int = 200,
+    seed: int = 0,
+    display_name: str | None = None,
+    totals: dict[str, Any] | None = None,
+    **fields: Any,
+):
+    """A real Manifest, shaped like the runner's, for tests that build run directories."""
+    from perwatt.config import RunSpec
+    from perwatt.store import EnergyInfo, EnergyTotals, LoadInfo, Manifest, ModelInfo
+
+    energy = EnergyTotals(
+        label=label, metered_total_j=metered_j, unattributed_j=0.0, idle_power_w=0.0,
+        window_s=window_s, window_j=window_j, band=band, uncertainty=label, **(totals or {}),
+    )  # fmt: skip
+    manifest = Manifest(
+        run_id=run_id,
+        status="complete",
+        requests=n,
+        config=RunSpec(models=(model,), workload=workload, bootstrap_resamples=resamples,
+                       seed=seed, endpoint="http://127.0.0.1:1/v1" if model not in
+                       ("smollm2-135m", "gemma3-270m") else None),
+        model=ModelInfo(name=model, display_name=display_name or model,
+                        active_params=active_params, release_date=release_date),
+        workload=workload,
+        seed=seed,
+        load=LoadInfo(
+            label=f"concurrency {concurrency}" if concurrency else "poisson 1/s",
+            mode="closed-loop" if concurrency else "open-loop",
+            concurrency=concurrency,
+            rate_per_s=None if concurrency else 1.0,
+        ),
+        energy=EnergyInfo(label=label, totals=energy),
+    )  # fmt: skip
+    return manifest.model_copy(update=fields) if fields else manifest
+
+
+def run_data(path: str, rows: list[RequestRecord], **manifest: Any):
+    """An in-memory RunData of `rows` (no files), with a manifest from `make_manifest`."""
+    from pathlib import Path
+
+    from perwatt.store import RunData, check_requests, power_table, records_table
+
+    name = Path(path).name
+    manifest.setdefault("n", len(rows))
+    window = max((r.t_done for r in rows), default=0.0) - min((r.t_sent for r in rows),
+                                                               default=0.0)  # fmt: skip
+    energy = sum(r.energy_j or 0.0 for r in rows)
+    manifest.setdefault("window_s", window)
+    manifest.setdefault("window_j", energy)
+    manifest.setdefault("metered_j", energy)
+    return RunData(Path(path), make_manifest(name, **manifest),
+                   check_requests(records_table(rows), Path(path)), power_table([]))  # fmt: skip
+
+
+def write_run(path, rows: list[RequestRecord], **manifest: Any):
+    """Write a run directory of `rows` (no summary.json: readers compute it) and return it."""
+    from perwatt.files import write_json, write_table
+    from perwatt.store import power_table, records_table
+
+    data = run_data(str(path), rows, **manifest)
+    write_table(path / "requests.parquet", records_table(rows))
+    write_table(path / "power.parquet", power_table([]))
+    write_json(path / "manifest.json", data.manifest)
+    return path

@@ -13,4 +13,4 @@ def test_doctor_names_missing_counters_and_the_estimate_in_use():
     assert "CPU" in out and "logical cores" in out
     # This VM has no hardware counter: doctor must say the estimate is what will be used.
     if "no /sys/class/powercap" in out and "libnvidia-ml not found" in out:
-        assert "in use: estimated:cputime" in out
+        assert "in use by perwatt run: estimated:cputime" in out

@@ -9,11 +9,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import record
-from perwatt.analysis.metrics import EnergyTotals, summarize
+from conftest import make_manifest, record
+from perwatt.analysis.summaries import compute_summaries
 from perwatt.cli import main
+from perwatt.energy.timeline import TimelineRow
+from perwatt.endpoints.prompts import build_prompt
 from perwatt.records import Item, RequestRecord
-from perwatt.store.rundir import PowerRow, RunWriter, read_run
+from perwatt.scoring import verdict
+from perwatt.store import RunData, RunWriter, check_requests, power_table, read_run, records_table
 from perwatt.workloads import load_workload
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -48,26 +51,31 @@ def _row(run_id: str, i: int, item: Item, response: str, status: str = "ok") -> 
     )
 
 
-def make_run(path: Path, workload: str, data_file: Path, responses: list[tuple[str, str]]) -> Path:
-    """A finished run directory for the first len(responses) items of `workload`."""
+def make_run(
+    path: Path, workload: str, data_file: Path, responses: list[tuple[str, str]], *,
+    items_file: bool = True,
+) -> Path:  # fmt: skip
+    """A finished run directory for the first len(responses) items of `workload`, as the
+    runner writes it (rows scored by the one verdict rule, items.parquet beside them)."""
     items = load_workload(workload, limit=len(responses), data_file=data_file)
     run_id = path.name
-    records = [
-        _row(run_id, i, item, text, status)
-        for i, (item, (text, status)) in enumerate(zip(items, responses, strict=True))
-    ]
-    totals = EnergyTotals("estimated:cputime", 120.0, 20.0, 2.0, 10.0, 100.0, "test figures")
-    power = [PowerRow(t, "cpu", 10.0 * t, 10.0, "estimated:cputime") for t in range(12)]
-    config = {"workload": workload, "data_file": str(data_file), "limit": len(items),
-              "seed": 0, "concurrency": 1, "bootstrap_resamples": 200}  # fmt: skip
-    manifest = {
-        "run_id": run_id, "status": "complete", "config": config,
-        "model": {"name": "m"}, "workload": workload, "seed": 0,
-        "energy": {"label": totals.label, "totals": totals.__dict__},
-    }  # fmt: skip
-    summary = summarize(records, totals, run_id=run_id, model="m", workload=workload,
-                        concurrency=1, resamples=200, seed=0)  # fmt: skip
+    records = []
+    for i, (item, (text, status)) in enumerate(zip(items, responses, strict=True)):
+        row = _row(run_id, i, item, text, status)
+        scored = verdict(item, status, text)
+        row.answer, row.correct, row.score = scored.answer, scored.correct, scored.score
+        records.append(row)
+    power = [TimelineRow(t, "cpu", 10.0 * t, 10.0, "estimated:cputime") for t in range(12)]
+    manifest = make_manifest(run_id, model="m", n=len(records), workload=workload,
+                             window_s=10.0, window_j=100.0, metered_j=120.0,
+                             label="estimated:cputime", band="×/÷2")  # fmt: skip
+    config = manifest.config.model_copy(update={"data_file": data_file})
+    manifest = manifest.model_copy(update={"config": config})
+    table = check_requests(records_table(records), path)
+    (summary,) = compute_summaries([RunData(path, manifest, table, power_table(power))])
     writer = RunWriter(path)
+    if items_file:
+        writer.write_items(items, {i.item_id: build_prompt(i, "chat") for i in items})
     writer.finalize(records, power, manifest, summary, complete=True)
     return path
 
@@ -83,19 +91,19 @@ def _exit_code(args: list[str]) -> int:
 
 
 @pytest.fixture
-def gsm_run(tmp_path: Path) -> Path:
+def gsm_run_args() -> list[tuple[str, str]]:
     items = load_workload("gsm8k", limit=4, data_file=GSM8K)
-    return make_run(
-        tmp_path / "run",
-        "gsm8k",
-        GSM8K,
-        [
-            (f"Work.\nAnswer: {items[0].reference}", "ok"),
-            ("Answer: 999999", "ok"),
-            (f"It is {items[2].reference} in the end.", "ok"),
-            (f"Answer: {items[3].reference}", "truncated"),
-        ],
-    )
+    return [
+        (f"Work.\nAnswer: {items[0].reference}", "ok"),
+        ("Answer: 999999", "ok"),
+        (f"It is {items[2].reference} in the end.", "ok"),
+        (f"Answer: {items[3].reference}", "truncated"),
+    ]
+
+
+@pytest.fixture
+def gsm_run(tmp_path: Path, gsm_run_args) -> Path:
+    return make_run(tmp_path / "run", "gsm8k", GSM8K, gsm_run_args)
 
 
 def test_rescoring_writes_a_new_run_and_leaves_the_old_one(gsm_run: Path, capsys) -> None:
@@ -105,23 +113,24 @@ def test_rescoring_writes_a_new_run_and_leaves_the_old_one(gsm_run: Path, capsys
     new = gsm_run.with_name("run-rescored")
     assert {p.name for p in new.iterdir()} == {
         "requests.parquet", "power.parquet", "manifest.json", "summary.json", "scores.parquet",
+        "items.parquet",
     }  # fmt: skip
     run = read_run(new)
     rows = run.records()  # the contract's schema, readable by every other part
     assert [r.correct for r in rows] == [True, False, True, False]  # truncated: never correct
     assert rows[3].answer is not None  # ...though its answer is kept
-    assert {r.run_id for r in rows} == {"run.rescored"} == {run.manifest["run_id"]}
+    assert {r.run_id for r in rows} == {"run.rescored"} == {run.manifest.run_id}
     assert [r.energy_j for r in rows] == [r.energy_j for r in read_run(gsm_run).records()]
-    scoring = run.manifest["scoring"][-1]
-    assert (scoring["correct_before"], scoring["correct_after"], scoring["changed"]) == (0, 2, 4)
-    assert scoring["source"]["run_id"] == "run"
+    scoring = run.manifest.scoring[-1]
+    assert (scoring.correct_before, scoring.correct_after, scoring.changed) == (2, 2, 0)
+    assert scoring.source_run_id == "run"
     summary = json.loads((new / "summary.json").read_text())
     assert summary["n_correct"] == 2 and summary["accuracy"]["value"] == 0.5
     assert pq.read_table(new / "power.parquet") == pq.read_table(gsm_run / "power.parquet")
     details = pq.read_table(new / "scores.parquet").to_pylist()
     assert [d["scorer"] for d in details] == ["numeric"] * 4
     out = capsys.readouterr().out
-    assert "0 → 2 correct" in out and "per domain" in out
+    assert "2 → 2 correct" in out and "per domain" in out
 
 
 def test_another_scorer_into_a_table_file(gsm_run: Path) -> None:
@@ -138,8 +147,8 @@ def test_in_place(gsm_run: Path) -> None:
     main(["score", str(gsm_run), "--in-place"])
     run = read_run(gsm_run)
     assert [r.correct for r in run.records()] == [True, False, True, False]
-    assert run.manifest["run_id"] == "run"
-    assert len(run.manifest["scoring"]) == 1
+    assert run.manifest.run_id == "run"
+    assert len(run.manifest.scoring) == 1
     assert (gsm_run / "scores.parquet").is_file()
 
 
@@ -157,19 +166,28 @@ def test_refusals_change_nothing(gsm_run: Path, capsys) -> None:
     assert sorted(p.name for p in gsm_run.parent.iterdir()) == ["run", "taken"]
 
 
-def test_a_changed_data_file_is_caught(gsm_run: Path, tmp_path: Path, capsys) -> None:
-    lines = GSM8K.read_text().splitlines()
-    changed = tmp_path / "changed.jsonl"
-    changed.write_text("\n".join(ln.replace("#### 18", "#### 19") for ln in lines) + "\n")
-    assert _exit_code(["score", str(gsm_run), "--data-file", str(changed)]) == 2
-    assert "the data changed" in capsys.readouterr().err
+def test_a_run_rescores_from_its_items_even_when_its_workload_is_gone(
+    tmp_path: Path, monkeypatch
+) -> None:
+    data = tmp_path / "copy.jsonl"
+    data.write_text(GSM8K.read_text())
+    first = load_workload("gsm8k", limit=1, data_file=data)[0]
+    answers = [(f"Answer: {first.reference}", "ok"), ("Answer: -1", "ok")]
+    run = make_run(tmp_path / "run", "gsm8k", data, answers)
+    data.unlink()  # the data file moved away
+    import perwatt.workloads
+
+    def gone(*args: object, **kwargs: object) -> None:
+        raise AssertionError("re-scoring must not load the workload")
+
+    monkeypatch.setattr(perwatt.workloads, "load_workload", gone)
+    main(["score", str(run), "--out", str(tmp_path / "new")])
+    assert [r.correct for r in read_run(tmp_path / "new").records()] == [True, False]
 
 
-def test_without_the_data_references_in_the_rows_suffice(gsm_run: Path, tmp_path: Path) -> None:
-    manifest = json.loads((gsm_run / "manifest.json").read_text())
-    manifest["config"]["data_file"] = str(tmp_path / "gone.jsonl")
-    (gsm_run / "manifest.json").write_text(json.dumps(manifest))
-    main(["score", str(gsm_run), "--out", str(tmp_path / "new")])
+def test_an_old_run_without_items_rescores_from_the_references(gsm_run_args, tmp_path) -> None:
+    run = make_run(tmp_path / "old", "gsm8k", GSM8K, gsm_run_args, items_file=False)
+    main(["score", str(run), "--out", str(tmp_path / "new")])
     assert [r.correct for r in read_run(tmp_path / "new").records()] == [True, False, True, False]
 
 
@@ -252,7 +270,7 @@ def test_judge_scoring_records_each_verdict_and_caches_it(tmp_path: Path, capsys
         assert detail["judge_verdict"] in ("TRUE", "FALSE", "unparsed")
         assert detail["correct"] is (detail["judge_verdict"] == "TRUE")
     manifest = read_run(tmp_path / "judged").manifest
-    assert manifest["scoring"][-1]["judge"]["requests"] == 2
+    assert manifest.scoring[-1].judge["requests"] == 2
     # Again: every verdict comes from the cache, and they are the same.
     main(["score", str(run), "--out", str(tmp_path / "again"), *args])
     assert "judge: 0 requests, 2 verdicts from the cache" in capsys.readouterr().out

@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from perwatt.analysis.runs import summarize_run
-from perwatt.store.rundir import read_run
+from perwatt.analysis.summaries import compute_summaries
+from perwatt.store import read_run
 
 pytestmark = pytest.mark.slow
 PERWATT = [sys.executable, "-m", "perwatt"]
@@ -86,14 +86,14 @@ def test_run_writes_the_run_directory_contract(smollm_run):
 
 def test_energy_books_balance(smollm_run):
     run = read_run(smollm_run)
-    totals = run.manifest["energy"]["totals"]
+    totals = run.manifest.energy.totals
     attributed = sum(r.energy_j for r in run.records())
-    assert attributed + totals["unattributed_j"] == pytest.approx(
-        totals["metered_total_j"], rel=1e-9
+    assert attributed + totals.unattributed_j == pytest.approx(
+        totals.metered_total_j, rel=1e-9
     )
     # Warm-up and the idle baseline ran before the workload: some energy is unattributed.
-    assert totals["unattributed_j"] > 0
-    assert run.manifest["energy"]["idle_baseline"]["power_w"] > 0
+    assert totals.unattributed_j > 0
+    assert run.manifest.energy.idle_baseline.power_w > 0
     assert run.power.num_rows > 10
 
 
@@ -103,7 +103,7 @@ def test_summary_matches_the_rows_and_report_reproduces_it(smollm_run):
     summary = json.loads((smollm_run / "summary.json").read_text())
     assert summary["accuracy"]["value"] == sum(r.correct for r in rows) / len(rows)
     assert summary["n_error"] == sum(r.status == "error" for r in rows)
-    recomputed = summarize_run(run)
+    recomputed = compute_summaries([run])[0]
     assert recomputed.correct_per_kj.value == summary["correct_per_kj"]["value"]
     report = perwatt("report", str(smollm_run))
     assert report.returncode == 0
@@ -116,6 +116,8 @@ def test_manifest_has_provenance_and_no_secret(smollm_run):
     assert len(manifest["segments"][0]["server"]["model_sha256"]) == 64
     assert manifest["hardware"]["cpu"]["logical_cores"] >= 1
     assert manifest["energy"]["sources"][0]["label"] == "estimated:cputime"
+    typed = read_run(smollm_run).manifest  # the same file, parsed once into the typed contract
+    assert typed.segments[0].server is not None and typed.hardware is not None
     for path in smollm_run.rglob("*"):
         assert b"sk-test-secret" not in path.read_bytes()
 
@@ -201,7 +203,7 @@ def test_ctrl_c_stops_the_server_keeps_rows_and_resume_completes(tmp_path):
     run = read_run(out)
     done = run.records()
     assert 3 <= len(done) < 12
-    assert run.manifest["status"] == "interrupted"
+    assert run.manifest.status == "interrupted"
 
     resumed = perwatt("run", "--model", "smollm2-135m", "--limit", "12", "--out", str(out),
                       "--resume", *FAST)  # fmt: skip
@@ -212,8 +214,8 @@ def test_ctrl_c_stops_the_server_keeps_rows_and_resume_completes(tmp_path):
     assert len({r.item_id for r in rows}) == 12  # nothing repeated
     assert [r.request_id for r in rows] == list(range(12))
     assert {r.item_id for r in done} <= {r.item_id for r in rows}
-    assert run.manifest["status"] == "complete" and len(run.manifest["segments"]) == 2
-    totals = run.manifest["energy"]["totals"]
-    assert sum(r.energy_j for r in rows) + totals["unattributed_j"] == pytest.approx(
-        totals["metered_total_j"], rel=1e-9
+    assert run.manifest.status == "complete" and len(run.manifest.segments) == 2
+    totals = run.manifest.energy.totals
+    assert sum(r.energy_j for r in rows) + totals.unattributed_j == pytest.approx(
+        totals.metered_total_j, rel=1e-9
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Status = Literal["ok", "error", "timeout", "truncated"]
-STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "truncated")
+STATUSES: tuple[Status, ...] = ("ok", "error", "timeout", "truncated")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class Item:
 
     `question` already states the answer format. `metadata` is the source's own record (for
     reasoning-gym, the generated entry its verifier needs); it must be JSON-serialisable.
+    `scorer` names the scorer that decides its answers (the workload's default unless the source
+    names one).
     """
 
     item_id: str
@@ -37,6 +39,7 @@ class Item:
     reference: str
     metadata: dict[str, Any] = field(default_factory=dict)
     examples: tuple[Example, ...] = ()
+    scorer: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,9 @@ class Score:
 class RequestRecord:
     """One row of `requests.parquet` (DESIGN.md, "A run directory").
 
-    Times are seconds since the run started, on the monotonic clock.
+    Times are seconds since the run started, on the monotonic clock. `correct` is True only
+    for a complete answer (status `ok`) that its scorer accepted: the scoring layer decides it
+    once (`scoring.verdict`), and every figure counts it as it stands.
     """
 
     run_id: str
@@ -72,7 +77,7 @@ class RequestRecord:
     ttft_s: float | None
     e2e_s: float
     tpot_s: float | None
-    status: str
+    status: Status
     error: str | None
     finish_reason: str | None
     response_text: str

@@ -17,17 +17,18 @@ import dataclasses
 import itertools
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import perwatt
-from perwatt.analysis.metrics import EnergyTotals, RunSummary, Slo, summarize
+from perwatt.analysis.metrics import RunSummary, inter_token_gaps, latency
+from perwatt.analysis.summaries import compute_summaries
 from perwatt.config import RunSpec
 from perwatt.endpoints.catalogue import PromptStyle, get_model, sha256_file
 from perwatt.endpoints.client import Completion, StreamingClient
@@ -42,24 +43,44 @@ from perwatt.energy import (
     Attribution,
     EnergySampler,
     EnergySourceInfo,
-    IdleBaseline,
     PowerTimeline,
+    SourceRequest,
     TimelineRow,
     attribute,
     measure_idle,
+    open_sources,
 )
-from perwatt.energy.select import run_sources
 from perwatt.errors import PerwattError
 from perwatt.hardware import hardware_info
 from perwatt.load import arrival_times, run_closed_loop, run_open_loop
 from perwatt.records import Item, RequestRecord
 from perwatt.redact import redact_argv, redact_url
-from perwatt.scoring import score_response
-from perwatt.store.rundir import PowerRow, RunWriter
+from perwatt.scoring import scorer_for, verdict
+from perwatt.store import (
+    AttributionInfo,
+    EnergyInfo,
+    EnergyTotals,
+    IdleInfo,
+    LoadInfo,
+    Manifest,
+    ModelInfo,
+    RunData,
+    RunWriter,
+    Segment,
+    ServerInfo,
+    SloInfo,
+    check_requests,
+    power_table,
+    records_table,
+)
 from perwatt.workloads import load_workload
 
 # Seconds of (unmeasured) time inserted between the timelines of two attempts of a resumed run.
 RESUME_GAP_S = 1.0
+# The workload window is cut into blocks of about this length (at most MAX_BLOCKS) for the block
+# bootstrap of average power under concurrency.
+BLOCK_S = 1.0
+MAX_BLOCKS = 50
 
 
 @dataclass(frozen=True)
@@ -90,40 +111,6 @@ class RunInterrupted(Exception):
         super().__init__(f"interrupted: {completed} completed requests saved in {run_dir}")
         self.run_dir = run_dir
         self.completed = completed
-
-
-@dataclass
-class Segment:
-    """One attempt at a run: a fresh run has one; each --resume adds another."""
-
-    run_id: str
-    started: str
-    t_start: float
-    ended: str = ""
-    warmup_requests: int = 0
-    idle_window: tuple[float, float] | None = None
-    idle: IdleBaseline | None = None
-    energy_sources: list[EnergySourceInfo] = field(default_factory=list)
-    counter_events: list[str] = field(default_factory=list)
-    server: dict[str, Any] = field(default_factory=dict)
-    # CPU seconds perwatt itself (client, scoring, checkpoints, sampler thread) used while the
-    # workload ran: on a small machine that CPU competes with the server.
-    harness_cpu_s: float = 0.0
-    # What the energy sampler could not do: failed reads, and readings held because they came
-    # out lower than the previous one (a counter must never step back).
-    sampler_failed_reads: int = 0
-    sampler_errors: list[str] = field(default_factory=list)
-    held_reads: int = 0
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Segment:
-        data = dict(data)
-        if data.get("idle_window") is not None:
-            data["idle_window"] = tuple(data["idle_window"])
-        if data.get("idle") is not None:
-            data["idle"] = IdleBaseline.from_dict(data["idle"])
-        data["energy_sources"] = [EnergySourceInfo(**i) for i in data.get("energy_sources", [])]
-        return cls(**data)
 
 
 def _now() -> str:
@@ -158,11 +145,26 @@ def run_model(spec: RunSpec, model: str, console: Console) -> RunOutcome:
     if spec.endpoint is None:
         get_model(model)  # an unknown name fails before anything is created
     items = load_workload(spec.workload, limit=spec.limit, seed=spec.seed, data_file=spec.data_file)
+    for item in items:
+        scorer_for(item)  # an unknown scorer fails before anything is created
     run_dir = spec.run_dir_for(model, new_run_id(model))
     writer = RunWriter(run_dir, resume=spec.resume)
+    try:
+        summary, interrupted = _attempt(spec, model, items, writer, console)
+    finally:
+        writer.close()
+    if interrupted:
+        raise RunInterrupted(run_dir, summary.n_requests)
+    return RunOutcome(run_dir=run_dir, summary=summary, interrupted=False)
+
+
+def _attempt(
+    spec: RunSpec, model: str, items: list[Item], writer: RunWriter, console: Console
+) -> tuple[RunSummary, bool]:
+    """One attempt at the run in `writer`'s directory: continue what earlier ones left."""
     records = writer.checkpointed_records()
-    segments = [Segment.from_json(d) for d in writer.checkpointed_segments()]
-    run_id = segments[0].run_id if segments else run_dir.name
+    segments = writer.checkpointed_segments()
+    run_id = segments[0].run_id if segments else writer.run_dir.name
     done = {r.item_id for r in records}
     todo = [item for item in items if item.item_id not in done]
     # A resumed attempt continues the previous timeline after a marked, unmeasured gap.
@@ -175,6 +177,8 @@ def run_model(spec: RunSpec, model: str, console: Console) -> RunOutcome:
     try:
         with open_target(spec, model) as target:
             segment.server = _server_info(target, spec)
+            prompts = {i.item_id: build_prompt(i, target.prompt_style) for i in items}
+            writer.write_items(items, prompts)
             interrupted = _measure(
                 spec, target, todo, records, writer, segment, energy_offset, len(items), console
             )
@@ -189,11 +193,7 @@ def run_model(spec: RunSpec, model: str, console: Console) -> RunOutcome:
     segment.ended = _now()
     segments.append(segment)
     writer.save_segments(segments)
-
-    summary = _finalize(spec, model, run_id, writer, records, segments, interrupted)
-    if interrupted:
-        raise RunInterrupted(run_dir, len(records))
-    return RunOutcome(run_dir=run_dir, summary=summary, interrupted=False)
+    return _finalize(spec, model, run_id, writer, records, segments, interrupted), interrupted
 
 
 def _measure(
@@ -209,13 +209,15 @@ def _measure(
 ) -> bool:
     """Sample energy while driving the endpoint; returns True when interrupted by Ctrl-C."""
     t0 = time.monotonic() - segment.t_start
-    sources = run_sources(
-        target.pid,
-        watts_per_core=spec.cpu_watts_per_core,
-        idle_watts=spec.cpu_idle_watts,
-        scope="the managed llama.cpp server's process tree" if target.server else None,
-        prefer_estimate=spec.energy == "estimate",
-        prometheus=spec.prometheus,
+    sources = open_sources(
+        SourceRequest(
+            pid=target.pid,
+            watts_per_core=spec.cpu_watts_per_core,
+            idle_watts=spec.cpu_idle_watts,
+            scope="the managed llama.cpp server's process tree" if target.server else None,
+            prefer_estimate=spec.energy == "estimate",
+            prometheus=spec.prometheus,
+        )
     )
     segment.energy_sources = [s.describe() for s in sources]
     sampler = EnergySampler(sources, interval_s=spec.sample_interval_s, t0=t0)
@@ -375,33 +377,9 @@ def make_record(
     t_scheduled: float,
     completion: Completion,
 ) -> RequestRecord:
-    """A request row from what the client saw and what the scorer concluded.
-
-    Only a complete answer (status `ok`) can be correct: an error, a timeout or an answer cut by
-    the token limit counts as incorrect, and keeps its own status so it is reported, not dropped.
-    """
-    if completion.status in ("ok", "truncated"):
-        score = score_response(item, completion.text)
-        answer, value = score.answer, score.score
-        # A judge-scored workload leaves `correct` None until `perwatt score` judges it; a
-        # truncated answer is incorrect either way.
-        if score.correct is None:
-            correct = None if completion.status == "ok" else False
-        else:
-            correct = bool(score.correct) and completion.status == "ok"
-    else:
-        answer, value, correct = None, 0.0, False
-    ttft = (
-        completion.t_first_token - completion.t_sent
-        if completion.t_first_token is not None
-        else None
-    )
-    tokens = completion.completion_tokens
-    tpot = (
-        (completion.t_done - completion.t_first_token) / (tokens - 1)
-        if completion.t_first_token is not None and tokens and tokens > 1
-        else None
-    )
+    """A request row from what the client saw and what the scorer concluded (`verdict`: only a
+    complete answer can be correct). Latency columns are derived at finalize, by the kernel."""
+    scored = verdict(item, completion.status, completion.text)
     return RequestRecord(
         run_id=run_id,
         request_id=request_id,
@@ -412,24 +390,44 @@ def make_record(
         domain=item.domain,
         item_id=item.item_id,
         prompt_tokens=completion.prompt_tokens,
-        completion_tokens=tokens,
+        completion_tokens=completion.completion_tokens,
         t_scheduled=t_scheduled,
         t_sent=completion.t_sent,
         t_first_token=completion.t_first_token,
         t_done=completion.t_done,
-        ttft_s=ttft,
+        ttft_s=None,
         e2e_s=completion.t_done - completion.t_sent,
-        tpot_s=tpot,
+        tpot_s=None,
         status=completion.status,
         error=completion.error,
         finish_reason=completion.finish_reason,
         response_text=completion.text,
-        answer=answer,
+        answer=scored.answer,
         reference=item.reference,
-        correct=correct,
-        score=value,
-        itl_s=[b - a for a, b in itertools.pairwise(completion.chunk_times)],
+        correct=scored.correct,
+        score=scored.score,
+        itl_s=inter_token_gaps(completion.chunk_times),
     )
+
+
+def _derive_latency(records: Sequence[RequestRecord]) -> None:
+    """Fill each row's TTFT, e2e and TPOT from its times, by the kernel's one definition."""
+    if not records:
+        return
+    lat = latency(
+        [r.t_sent for r in records],
+        [np.nan if r.t_first_token is None else r.t_first_token for r in records],
+        [r.t_done for r in records],
+        [np.nan if r.completion_tokens is None else r.completion_tokens for r in records],
+    )
+    for k, record in enumerate(records):
+        record.ttft_s = _finite(lat.ttft_s[k])
+        record.e2e_s = float(lat.e2e_s[k])
+        record.tpot_s = _finite(lat.tpot_s[k])
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def _finalize(
@@ -441,7 +439,7 @@ def _finalize(
     segments: list[Segment],
     interrupted: bool,
 ) -> RunSummary:
-    """Attribute energy to the requests, summarize, and write the run directory."""
+    """Attribute energy to the requests, summarize with the kernel, write the run directory."""
     power = writer.checkpointed_power()
     timeline = PowerTimeline.from_rows(power)
     idle_w = _idle_power(segments)
@@ -463,58 +461,56 @@ def _finalize(
         record.energy_j = float(gross)
         record.energy_net_j = float(net)
         record.energy_source = label
+    _derive_latency(records)
+    totals = _totals(records, timeline, result, idle_w, infos, label)
+    manifest = _manifest(spec, model, run_id, segments, totals, result, interrupted, timeline)
+    run = RunData(writer.run_dir, manifest, check_requests(records_table(records), writer.run_dir),
+                  power_table(power))  # fmt: skip
+    (summary,) = compute_summaries([run])
+    writer.finalize(records, power, manifest, summary, complete=not interrupted)
+    return summary
+
+
+def _totals(
+    records: Sequence[RequestRecord],
+    timeline: PowerTimeline,
+    result: Attribution,
+    idle_w: float,
+    infos: Sequence[EnergySourceInfo],
+    label: str,
+) -> EnergyTotals:
+    """What the meter saw: totals, the workload window, and the window cut into time blocks."""
     first = min((r.t_sent for r in records), default=0.0)
     last = max((r.t_done for r in records), default=0.0)
-    totals = EnergyTotals(
+    window_s = last - first
+    blocks: list[tuple[float, float]] = []
+    if records and window_s > 0:
+        count = min(MAX_BLOCKS, int(window_s / BLOCK_S))
+        edges = np.linspace(first, last, count + 1) if count >= 1 else np.array([])
+        blocks = [(float(b - a), timeline.energy_between(float(a), float(b)))
+                  for a, b in itertools.pairwise(edges)]  # fmt: skip
+    return EnergyTotals(
         label=label,
         metered_total_j=float(result.total_j),
         unattributed_j=float(result.unattributed_j),
         idle_power_w=idle_w,
-        window_s=last - first,
+        window_s=window_s,
         window_j=timeline.energy_between(first, last) if records else 0.0,
         uncertainty="; ".join(i.method for i in infos),
         band=next((i.band for i in infos if i.band), ""),
+        window_blocks=blocks,
     )
-    summary = summarize(
-        records,
-        totals,
-        run_id=run_id,
-        model=model,
-        workload=spec.workload,
-        concurrency=spec.concurrency if spec.rate is None else 0,
-        load=spec.load_label(),
-        slo=Slo(ttft_s=spec.slo_ttft_s, e2e_s=spec.slo_e2e_s),
-        resamples=spec.bootstrap_resamples,
-        seed=spec.seed,
-    )
-    manifest = _manifest(
-        spec, model, run_id, segments, totals, result, interrupted, len(records), timeline
-    )
-    writer.finalize(
-        records,
-        power,
-        manifest,
-        summary,
-        complete=not interrupted,
-    )
-    return summary
 
 
-def _power_rows(rows: list[TimelineRow], energy_offset: dict[str, float]) -> list[PowerRow]:
+def _power_rows(rows: list[TimelineRow], energy_offset: dict[str, float]) -> list[TimelineRow]:
     """Samples as power.parquet rows, cumulative across resumed attempts."""
     return [
-        PowerRow(
-            t=row.t,
-            domain=row.domain,
-            energy_j=row.energy_j + energy_offset.get(row.domain, 0.0),
-            power_w=row.power_w,
-            source=row.source,
-        )
+        dataclasses.replace(row, energy_j=row.energy_j + energy_offset.get(row.domain, 0.0))
         for row in rows
     ]
 
 
-def _last_energy_per_domain(rows: list[PowerRow]) -> dict[str, float]:
+def _last_energy_per_domain(rows: list[TimelineRow]) -> dict[str, float]:
     last: dict[str, float] = {}
     for row in rows:
         last[row.domain] = row.energy_j
@@ -530,29 +526,29 @@ def _idle_power(segments: list[Segment]) -> float:
     return sum(b.total_power_w * b.duration_s for b in measured) / total
 
 
-def _server_info(target: Target, spec: RunSpec) -> dict[str, Any]:
+def _server_info(target: Target, spec: RunSpec) -> ServerInfo:
     if target.server is None:
-        return {
-            "managed": False,
-            "endpoint": redact_url(target.base_url),
-            "energy_scope": f"process tree of pid {target.pid}" if target.pid else "whole machine",
-        }
+        return ServerInfo(
+            managed=False,
+            endpoint=redact_url(target.base_url),
+            energy_scope=f"process tree of pid {target.pid}" if target.pid else "whole machine",
+        )
     server = target.server
-    return {
-        "managed": True,
-        "software": f"llama-cpp-python {llama_cpp_version()} (python -m llama_cpp.server)",
-        "endpoint": server.base_url,
-        "pid": server.pid,
-        "startup_s": round(server.startup_s, 3),
-        "settings": dataclasses.asdict(server.settings)
+    return ServerInfo(
+        managed=True,
+        software=f"llama-cpp-python {llama_cpp_version()} (python -m llama_cpp.server)",
+        endpoint=server.base_url,
+        pid=server.pid,
+        startup_s=round(server.startup_s, 3),
+        settings=dataclasses.asdict(server.settings)
         | {"n_threads": server.settings.resolved_threads()},
-        "model_file": str(server.model_path),
-        "model_sha256": sha256_file(server.model_path),
-        "energy_scope": f"process tree of the managed server (pid {server.pid})",
-    }
+        model_file=str(server.model_path),
+        model_sha256=sha256_file(server.model_path),
+        energy_scope=f"process tree of the managed server (pid {server.pid})",
+    )
 
 
-def _label(infos: list[EnergySourceInfo]) -> str:
+def _label(infos: Sequence[EnergySourceInfo]) -> str:
     """The run's energy label: each distinct source label, e.g. measured:nvml+measured:rapl."""
     return "+".join(dict.fromkeys(i.label for i in infos)) or "none"
 
@@ -586,69 +582,64 @@ def _manifest(
     totals: EnergyTotals,
     result: Attribution,
     interrupted: bool,
-    n_records: int,
     timeline: PowerTimeline,
-) -> dict[str, Any]:
+) -> Manifest:
     """Provenance: what ran, where, with what software, and how its energy was obtained."""
     packaged = None if spec.endpoint else get_model(model)
-    return {
-        "run_id": run_id,
-        "perwatt_version": perwatt.__version__,
-        "status": "interrupted" if interrupted else "complete",
-        "requests": n_records,
-        "command_line": redact_argv(sys.argv),
-        "config": spec.model_dump(mode="json") | {"models": [model]},
-        "model": {
-            "name": model,
-            "display_name": packaged.display_name if packaged else model,
-            "package": packaged.package if packaged else None,
-            "prompt_style": packaged.prompt_style if packaged else spec.api,
-            "active_params": packaged.active_params if packaged else None,
-            "quantization": packaged.quantization if packaged else None,
-        },
-        "workload": spec.workload,
-        "seed": spec.seed,
-        "load": {
-            "label": spec.load_label(),
-            "mode": "closed-loop" if spec.rate is None else "open-loop",
-            "concurrency": spec.concurrency if spec.rate is None else None,
-            "rate_per_s": spec.rate,
-            "burstiness": spec.burstiness if spec.rate is not None else None,
-            "max_in_flight": spec.max_in_flight,
-            "duration_s": spec.duration_s,
-            "warmup_requests_excluded": spec.warmup_requests,
-            "slo": {"ttft_s": spec.slo_ttft_s, "e2e_s": spec.slo_e2e_s},
-        },
-        "hardware": dataclasses.asdict(hardware_info()),
-        "software": {
+    return Manifest(
+        run_id=run_id,
+        perwatt_version=perwatt.__version__,
+        status="interrupted" if interrupted else "complete",
+        requests=len(result.gross_j),
+        command_line=redact_argv(sys.argv),
+        config=spec.model_copy(update={"models": (model,)}),
+        model=ModelInfo(
+            name=model,
+            display_name=packaged.display_name if packaged else model,
+            package=packaged.package if packaged else None,
+            prompt_style=packaged.prompt_style if packaged else spec.api,
+            active_params=packaged.active_params if packaged else None,
+            quantization=packaged.quantization if packaged else None,
+        ),
+        workload=spec.workload,
+        seed=spec.seed,
+        load=LoadInfo(
+            label=spec.load_label(),
+            mode="closed-loop" if spec.rate is None else "open-loop",
+            concurrency=spec.concurrency if spec.rate is None else None,
+            rate_per_s=spec.rate,
+            burstiness=spec.burstiness if spec.rate is not None else None,
+            max_in_flight=spec.max_in_flight,
+            duration_s=spec.duration_s,
+            warmup_requests_excluded=spec.warmup_requests,
+            slo=SloInfo(ttft_s=spec.slo_ttft_s, e2e_s=spec.slo_e2e_s),
+        ),
+        hardware=hardware_info(),
+        software={
             "python": sys.version.split()[0],
             "perwatt": perwatt.__version__,
             "llama_cpp_python": llama_cpp_version(),
         },
-        "energy": {
-            "label": totals.label,
-            "sources": [
-                dataclasses.asdict(i)
-                for i in next((s.energy_sources for s in segments if s.energy_sources), [])
-            ],
-            "sample_interval_s": spec.sample_interval_s,
-            "idle_baseline": {
-                "power_w": totals.idle_power_w,
-                "segments": [dataclasses.asdict(s.idle) if s.idle else None for s in segments],
-            },
-            "totals": dataclasses.asdict(totals),
-            "attribution": {
-                "method": (
+        energy=EnergyInfo(
+            label=totals.label,
+            sources=next((s.energy_sources for s in segments if s.energy_sources), []),
+            sample_interval_s=spec.sample_interval_s,
+            idle_baseline=IdleInfo(
+                power_w=totals.idle_power_w, segments=[s.idle for s in segments]
+            ),
+            totals=totals,
+            attribution=AttributionInfo(
+                method=(
                     "token-weighted share (prompt + completion tokens) of each time slice among "
                     "the requests active in it"
                     if spec.attribution == "tokens"
                     else "equal share of each time slice among the requests active in it"
                 ),
-                "clipped_requests": int(result.clipped),
-            },
-            "anomalies": _anomalies(spec, segments, timeline),
-        },
-        "segments": [dataclasses.asdict(s) for s in segments],
-        "started": segments[0].started if segments else "",
-        "ended": segments[-1].ended if segments else "",
-    }
+                clipped_requests=int(result.clipped),
+            ),
+            anomalies=_anomalies(spec, segments, timeline),
+        ),
+        segments=segments,
+        started=segments[0].started if segments else "",
+        ended=segments[-1].ended if segments else "",
+    )

@@ -1,4 +1,4 @@
-"""The DuckDB catalogue over run directories written to disk."""
+"""The DuckDB catalogue over run directories written to disk: facts, SQL, and read-only."""
 
 from __future__ import annotations
 
@@ -6,81 +6,52 @@ from pathlib import Path
 
 import pytest
 
-from conftest import record
-from perwatt.analysis.catalogue import Catalogue, discover_runs, list_runs
+from conftest import record, write_run
+from perwatt.analysis.catalogue import Catalogue, list_runs
+from perwatt.analysis.summaries import summaries_of
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import power_table, records_table, write_json, write_table
+from perwatt.hardware import Accelerator, CpuInfo, HardwareInfo
+from perwatt.store import find_runs, read_run
+
+HARDWARE = HardwareInfo(
+    hostname="h", os="Linux", kernel="6", memory_gib=1.0, virtualized="none",
+    cpu=CpuInfo("Test CPU", "x", "1", "1", 2, 2, 2),
+    accelerators=[Accelerator("nvidia", "NVIDIA H100 80GB HBM3", "550")] * 2,
+)  # fmt: skip
 
 
-def write_run(
-    path: Path,
-    model: str,
-    outcomes: list[tuple[bool, str, float]],
-    *,
-    params: int = 1000,
-    label: str = "estimated:cputime",
-) -> Path:
+def write(path: Path, model: str, outcomes, *, label: str = "estimated:cputime") -> Path:
     rows = [
-        record(
-            run_id=path.name,
-            request_id=k,
-            model=model,
-            item_id=f"i{k}",
-            prompt_tokens=3,
-            completion_tokens=4,
-            status=status,
-            correct=correct,
-            energy_j=energy,
-            energy_net_j=energy,
-            energy_source=label,
-        )
+        record(run_id=path.name, request_id=k, model=model, item_id=f"i{k}", prompt_tokens=3,
+               completion_tokens=4, status=status, correct=correct, energy_j=energy,
+               energy_net_j=energy, energy_source=label, t_sent=float(k), t_done=k + 1.0)
         for k, (correct, status, energy) in enumerate(outcomes)
-    ]
-    write_table(path / "requests.parquet", records_table(rows))
-    write_table(path / "power.parquet", power_table([]))
-    write_json(
-        path / "manifest.json",
-        {
-            "run_id": path.name,
-            "status": "complete",
-            "workload": "w",
-            "requests": len(rows),
-            "model": {"name": model, "display_name": model.upper(), "active_params": params},
-            "load": {"label": "concurrency 2", "concurrency": 2},
-            "hardware": {
-                "cpu": {"model": "Test CPU", "usable_cores": 2},
-                "accelerators": [{"name": "NVIDIA H100 80GB HBM3"}] * 2,
-            },
-            "energy": {"label": label},
-            "segments": [{"started": "2026-01-01T00:00:00+00:00"}],
-        },
-    )
-    return path
+    ]  # fmt: skip
+    path.mkdir(parents=True)
+    return write_run(path, rows, model=model, label=label, active_params=1000, concurrency=2,
+                     display_name=model.upper(), hardware=HARDWARE,
+                     started="2026-01-01T00:00:00+00:00")  # fmt: skip
 
 
 @pytest.fixture
 def study(tmp_path) -> Path:
     root = tmp_path / "runs"
-    # The error row says correct=True: the catalogue must not count it.
-    write_run(
-        root / "r-small",
-        "small",
-        [(True, "ok", 1.0), (True, "error", 2.0), (False, "ok", 3.0), (None, "timeout", 0.0)],
-    )
-    write_run(
-        root / "nested" / "r-gemma",
-        "gemma3-270m",
-        [(True, "ok", 5.0), (True, "ok", 5.0)],
-        label="measured:nvml",
-    )
+    # Failed rows are never marked correct (only a complete answer can be).
+    write(root / "r-small", "small",
+          [(True, "ok", 1.0), (False, "error", 2.0), (False, "ok", 3.0), (None, "timeout", 0.0)])
+    write(root / "nested" / "r-gemma", "gemma3-270m", [(True, "ok", 5.0), (True, "ok", 5.0)],
+          label="measured:nvml")  # fmt: skip
     return root
 
 
-def test_discover_and_list(study):
-    dirs = discover_runs([study])
-    assert sorted(d.name for d in dirs) == ["r-gemma", "r-small"]
-    with Catalogue(dirs) as cat:
-        listing = {row.facts.model: row for row in list_runs(cat)}
+def runs_under(root: Path):
+    return [read_run(p) for p in find_runs([root]).runs]
+
+
+def test_find_and_list(study):
+    runs = runs_under(study)
+    assert sorted(r.path.name for r in runs) == ["r-gemma", "r-small"]
+    listing = {row.facts.model: row for row in list_runs(runs, summaries_of(runs))}
     small = listing["small"]
     assert (small.n, small.n_correct) == (4, 1)
     assert small.accuracy == 0.25
@@ -94,20 +65,14 @@ def test_discover_and_list(study):
 
 
 def test_sql_over_rows_joined_with_run_facts(study):
-    with Catalogue(discover_runs([study])) as cat:
+    with Catalogue(runs_under(study)) as cat:
         result = cat.query(
             "SELECT model, energy_label, active_params, count(*) AS n, "
             "sum(counted_correct::INT) AS correct, any_value(release_date) AS released "
             "FROM requests GROUP BY ALL ORDER BY model"
         )
-        assert result.columns == [
-            "model",
-            "energy_label",
-            "active_params",
-            "n",
-            "correct",
-            "released",
-        ]
+        assert result.columns == ["model", "energy_label", "active_params", "n", "correct",
+                                  "released"]  # fmt: skip
         assert result.rows == [
             ("gemma3-270m", "measured:nvml", 1000, 2, 2, "2025-08-14"),
             ("small", "estimated:cputime", 1000, 4, 1, None),
@@ -118,11 +83,38 @@ def test_sql_over_rows_joined_with_run_facts(study):
             cat.query("SELECT nope FROM requests")
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT 1) TO 'x.csv'",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM '/etc/passwd'",
+        "ATTACH 'other.db'",
+        "CREATE TABLE t AS SELECT 1",
+        "INSTALL httpfs",
+        "SET enable_external_access = true",
+        "SELECT 1; SELECT 2",
+    ],
+)
+def test_the_catalogue_reads_runs_and_nothing_else(study, tmp_path, monkeypatch, sql):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with Catalogue(runs_under(study)) as cat, pytest.raises(PerwattError):
+        cat.query(sql)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_copy_cannot_overwrite_a_runs_own_table(study):
+    target = study / "r-small" / "requests.parquet"
+    before = target.read_bytes()
+    with Catalogue(runs_under(study)) as cat, pytest.raises(PerwattError, match="read-only"):
+        cat.query(f"COPY (SELECT 1 AS a) TO '{target}' (FORMAT parquet, USE_TMP_FILE false)")
+    assert target.read_bytes() == before
+
+
 def test_bad_paths(tmp_path):
     with pytest.raises(PerwattError, match="does not exist"):
-        discover_runs([tmp_path / "missing"])
+        find_runs([tmp_path / "missing"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PerwattError, match="no perwatt run directory"):
-        discover_runs([tmp_path / "empty"])
-    with pytest.raises(PerwattError, match="not a perwatt run directory"):
-        Catalogue([tmp_path / "empty"])
+    with pytest.raises(PerwattError, match="no finished perwatt run directory"):
+        find_runs([tmp_path / "empty"])

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import record
+from conftest import record, write_run
 from perwatt.cli import main
-from perwatt.store.rundir import power_table, records_table, write_json, write_table
 
 # The hand-worked study of test_routing: 6 items, 3 models (L is the reference).
 CORRECT = {"S": [1, 0, 0, 1, 0, 1], "M": [1, 1, 0, 0, 0, 1], "L": [1, 1, 1, 0, 0, 0]}
@@ -18,7 +17,7 @@ PARAMS = {"S": 1_000_000_000, "M": 2_000_000_000, "L": 4_000_000_000}
 RELEASE = {"S": "2023-01-01", "M": "2024-01-01", "L": "2025-01-01"}
 
 
-def write_run(
+def write_study_run(
     path: Path, model: str, correct: list[int], energy: float, *, items: list[str] | None = None
 ) -> Path:
     items = items or [f"item/{k + 1}" for k in range(len(correct))]
@@ -41,48 +40,16 @@ def write_run(
         )
         for k, (item, c) in enumerate(zip(items, correct, strict=True))
     ]
-    window = float(len(rows))
-    write_table(path / "requests.parquet", records_table(rows))
-    write_table(path / "power.parquet", power_table([]))
-    write_json(
-        path / "manifest.json",
-        {
-            "run_id": path.name,
-            "status": "complete",
-            "workload": "w",
-            "seed": 0,
-            "config": {"limit": len(rows), "seed": 0, "bootstrap_resamples": 200},
-            "model": {
-                "name": model,
-                "active_params": PARAMS.get(model),
-                "release_date": RELEASE.get(model),
-            },
-            "load": {"label": "concurrency 1", "concurrency": 1},
-            "hardware": {
-                "cpu": {"model": "Test CPU", "vendor": "x", "family": "1", "model_number": "1"},
-                "accelerators": [],
-            },
-            "energy": {
-                "label": "estimated:cputime",
-                "totals": {
-                    "label": "estimated:cputime",
-                    "metered_total_j": energy * len(rows),
-                    "unattributed_j": 0.0,
-                    "idle_power_w": 0.0,
-                    "window_s": window,
-                    "window_j": energy * len(rows),
-                },
-            },
-        },
-    )
-    return path
+    path.mkdir(parents=True)
+    return write_run(path, rows, model=model, workload="w", active_params=PARAMS.get(model),
+                     release_date=RELEASE.get(model))  # fmt: skip
 
 
 @pytest.fixture
 def runs(tmp_path) -> Path:
     root = tmp_path / "runs"
     for m in ("S", "M", "L"):
-        write_run(root / f"run-{m}", m, CORRECT[m], ENERGY_J[m])
+        write_study_run(root / f"run-{m}", m, CORRECT[m], ENERGY_J[m])
     return root
 
 
@@ -130,7 +97,16 @@ def test_route_prints_tables_and_writes_json(runs, tmp_path, capsys):
     assert oracle["energy_j"] == pytest.approx(14.0)
     assert oracle["energy_saved"]["value"] == pytest.approx(10 / 24)
     alpha = next(o for o in routing["outcomes"] if o["policy"] == "α=0.8 router")
-    assert alpha["accuracy"]["value"] == pytest.approx((2 + 3 * 0.8) / 6)
+    # The reference study's α-router: a misrouted item goes to the reference (L, 3 of 6), so
+    # accuracy and savings are α × the oracle's plus (1 − α) × the reference's.
+    assert routing["misroute"] == "reference"
+    assert alpha["accuracy"]["value"] == pytest.approx(0.8 * 5 / 6 + 0.2 * 3 / 6)
+    assert alpha["energy_saved"]["value"] == pytest.approx(0.8 * 10 / 24)
+    code, out, err = cli(capsys, "route", runs, "--misroute", "random", "--json", out_path)
+    assert code == 0, err
+    random_alpha = next(o for o in json.loads(out_path.read_text())["routing"]["outcomes"]
+                        if o["policy"] == "α=0.8 router")  # fmt: skip
+    assert random_alpha["accuracy"]["value"] == pytest.approx((2 + 3 * 0.8) / 6)
     assert routing["coverage"]["everything"]["value"] == pytest.approx(5 / 6)
 
 
@@ -176,7 +152,7 @@ def test_compare_a_run_with_itself(runs, tmp_path, capsys):
     assert "no difference" in out and "NOT SUPPORTED" in out
     doc = json.loads((tmp_path / "c.json").read_text())
     jpc = next(m for m in doc["metrics"] if m["metric"] == "j_per_correct")
-    assert jpc["value"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+    assert jpc["value"] == {"value": 1.0, "low": 1.0, "high": 1.0, "why": ""}
     assert jpc["verdict"] == "no difference"
     assert doc["claim"]["verdict"] == "not supported"
 
@@ -200,7 +176,7 @@ def test_trends_and_project(runs, tmp_path, capsys):
         tmp_path / "p.json",
     )
     assert code == 0, err
-    assert "1,389" in out and "166.7 MW" in out
+    assert "1,389" in out and "167 MW" in out
     doc = json.loads((tmp_path / "p.json").read_text())
     assert doc["racks"] == 1389 and doc["provisioned_it_mw"] == pytest.approx(166.68)
     code, out, err = cli(
@@ -234,7 +210,7 @@ def test_trends_and_project(runs, tmp_path, capsys):
     ],
 )
 def test_bad_input_exits_2_with_one_line(runs, tmp_path, capsys, args, message):
-    write_run(tmp_path / "stranger", "Z", [1, 0], 1.0, items=["other/1", "other/2"])
+    write_study_run(tmp_path / "stranger", "Z", [1, 0], 1.0, items=["other/1", "other/2"])
     out_path = tmp_path / "out.json"
     argv = [a.format(tmp=tmp_path, runs=runs) for a in args] + ["--json", str(out_path)]
     code, _, err = cli(capsys, *argv)

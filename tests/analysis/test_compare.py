@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import record
-from perwatt.analysis.compare import _items_needed, compare_runs, parse_claim
+from conftest import run_data as make_run_data
+from perwatt.analysis.compare import ParsedClaim, _items_needed, _judge, compare_runs, parse_claim
 from perwatt.analysis.metrics import Estimate
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import RunData, power_table, records_table
+from perwatt.store import RunData
 
 
 def run_data(name: str, correct, energy, *, items=None, label="estimated:cputime") -> RunData:
@@ -33,8 +33,7 @@ def run_data(name: str, correct, energy, *, items=None, label="estimated:cputime
         )
         for k, (item, c, e) in enumerate(zip(items, correct, energy, strict=True))
     ]
-    manifest = {"run_id": name, "model": {"name": name}, "energy": {"label": label}}
-    return RunData(Path(f"/runs/{name}"), manifest, records_table(rows), power_table([]))
+    return make_run_data(f"/runs/{name}", rows, model=name, label=label)
 
 
 def by_metric(result):
@@ -83,17 +82,48 @@ def test_a_noisy_small_case_is_inconclusive_with_a_sample_size():
     claim = compare_runs(a, b, claim="2x").claim
     assert claim.verdict == "inconclusive"
     assert claim.items_needed is not None and claim.items_needed > n
-    assert f"{claim.items_needed:,} shared items" in claim.explanation
+    assert f"{claim.items_needed:,} shared items would give an 80% chance" in claim.explanation
 
 
-def test_items_needed_scales_the_half_width_as_one_over_root_n():
-    # log F̂ = log 2.5; bar 1.9 is below it, so the lower half-width must shrink:
-    # half = log(2.5/1.5), gap = log(2.5/1.9); n' = 100 · (half/gap)².
-    needed = _items_needed(Estimate(2.5, 1.5, 4.0), 1.9, 100, log=True)
-    assert needed == math.ceil(100 * (math.log(2.5 / 1.5) / math.log(2.5 / 1.9)) ** 2)
-    # On the difference scale, above the bar: upper half-width 0.1 against a gap of 0.02.
-    assert _items_needed(Estimate(0.03, -0.05, 0.13), 0.05, 50, log=False) == 50 * 25
-    assert _items_needed(Estimate(1.9, 1.0, 3.0), 1.9, 50, log=True) is None
+def test_items_needed_is_a_power_calculation():
+    # Bootstrap replicates of log F with standard error 0.1 at n = 100; the measured effect
+    # log 2.5 against a bar of 1.9. An 80% chance that the 95% interval clears the bar needs
+    # se·√(n/N)·(1.96 + 0.84) = gap: N = n·(se·2.8016/gap)².
+    rng = np.random.default_rng(0)
+    replicates = np.exp(rng.normal(math.log(2.5), 0.1, 20_000))
+    se = float(np.std(np.log(replicates), ddof=1))
+    needed = _items_needed(Estimate(2.5, 2.0, 3.0), 1.9, 100, replicates, log=True)
+    expected = math.ceil(100 * (se * (1.959964 + 0.841621) / math.log(2.5 / 1.9)) ** 2)
+    assert needed == max(expected, 101)
+    # On the difference scale, below the bar: the items for an 80% chance of "not supported".
+    diffs = rng.normal(0.03, 0.05, 20_000)
+    se = float(np.std(diffs, ddof=1))
+    assert _items_needed(Estimate(0.03, -0.07, 0.13), 0.05, 50, diffs, log=False) == math.ceil(
+        50 * (se * 2.801585 / 0.02) ** 2
+    )
+    # An effect sitting on the bar: no sample size settles it.
+    assert _items_needed(Estimate(1.9, 1.0, 3.0), 1.9, 50, replicates, log=True) is None
+
+
+def test_a_verdict_never_hangs_on_rounding():
+    parsed = ParsedClaim("factor", 2.0)
+    bar = 2.0 / 1.05  # 1.90476...
+    replicates = np.linspace(1.9, 2.5, 1000)
+    # The interval's low edge clears the bar by less than the three figures a table shows.
+    edge = _judge("2x", "j_per_correct", parsed, Estimate(2.2, bar + 1e-6, 2.5), 0.05, 100,
+                  replicates)  # fmt: skip
+    assert edge.verdict == "inconclusive"
+    clear = _judge("2x", "j_per_correct", parsed, Estimate(2.2, 1.95, 2.5), 0.05, 100,
+                   replicates)  # fmt: skip
+    assert clear.verdict == "supported" and "BCa" in clear.explanation
+
+
+def test_a_repeated_item_counts_with_the_mean_of_its_attempts():
+    # A answers item 0 twice (right once, wrong once) and three others right: 3.5 of 4 items.
+    a = run_data("a", [1, 0, 1, 1, 1], [1.0] * 5, items=["i0", "i0", "i1", "i2", "i3"])
+    b = run_data("b", [1, 1, 1, 1], [1.0] * 4, items=["i0", "i1", "i2", "i3"])
+    result = compare_runs(a, b)
+    assert result.a.accuracy == pytest.approx(0.875)
 
 
 def test_accuracy_claims_in_points_and_energy_per_query():

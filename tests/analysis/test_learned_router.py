@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import run_data
 from perwatt.analysis.learned_router import cross_validated_router, embed, load_prompts
 from perwatt.analysis.routing import Candidate, Study, evaluate
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import RunData, power_table, records_table
+from perwatt.files import write_table
+from perwatt.store import items_table
+from perwatt.workloads import load_workload
 
 WORDS = [
     "banana",
@@ -55,7 +57,7 @@ def two_topic_study() -> tuple[Study, list[str]]:
         candidates=[cand("S", 0.5, 1.0), cand("L", 1.0, 10.0)],
         reference=1,
         items=[f"i{k}" for k in range(n)],
-        correct=correct,
+        correct=correct.astype(float),
         energy_j=energy,
         flops=np.full((n, 2), np.nan),
         cost_usd=energy * 1e-7,
@@ -78,7 +80,7 @@ def test_cross_validated_router_learns_which_prompts_the_small_model_gets():
     report, matrix = cross_validated_router(study, embed(prompts), folds=5, seed=0)
     score = report.scores[0]
     assert score.name == "S" and score.cv_auc is not None and score.cv_auc > 0.9
-    (learned,) = evaluate(study, [("learned", matrix)], resamples=200)
+    (learned,), _ = evaluate(study, [("learned", matrix)], resamples=200)
     # Out of fold it keeps most arithmetic on S (saving energy) and sends spelling to L.
     assert learned.accuracy.value >= 0.9
     assert learned.energy_saved.value > 0.3  # the oracle saves 20 × 9 J / 400 J = 45%
@@ -103,8 +105,13 @@ def test_prompts_from_a_file_and_from_the_workload(tmp_path):
     path.write_text("not json\n")
     with pytest.raises(PerwattError, match="expected a JSON object"):
         load_prompts([], ["a"], path)
-    # Regenerated from the manifest's workload settings (reasoning-gym, offline).
-    manifest = {"workload": "reasoning-gym", "config": {"limit": 3, "seed": 0}}
-    run = RunData(Path("/r"), manifest, records_table([]), power_table([]))
+    # From the run's items.parquet: the questions it was asked, never a regenerated workload.
+    items = load_workload("reasoning-gym", limit=3)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_table(run_dir / "items.parquet", items_table(items, {}))
+    run = run_data(str(run_dir), [])
     (text,) = load_prompts([run], ["chain_sum/0000"], None)
     assert "arithmetic" in text and "Answer:" in text
+    with pytest.raises(PerwattError, match=r"older perwatt|--prompts"):
+        load_prompts([run_data(str(tmp_path / "old"), [])], ["chain_sum/0000"], None)

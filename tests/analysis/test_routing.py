@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import record as request_record
+from conftest import run_data as make_run_data
 from perwatt.analysis.routing import (
     ExternalProfile,
     alpha_matrix,
     build_study,
-    coverage_report,
-    evaluate,
+        evaluate,
     oracle_matrix,
     route_report,
     simulate_alpha_router,
 )
 from perwatt.errors import PerwattError
 from perwatt.records import RequestRecord
-from perwatt.store.rundir import RunData, power_table, records_table
+from perwatt.store import RunData
 
 # Which of the 6 items each model answers correctly (1) — worked through by hand below.
 #            item:  1  2  3  4  5  6
@@ -76,12 +75,8 @@ def run_data(
         record(f"run-{name}", name, k, item, bool(c), energy)
         for k, (item, c) in enumerate(zip(items, correct, strict=True))
     ]
-    manifest = {
-        "run_id": f"run-{name}",
-        "model": {"name": name, "active_params": params},
-        "energy": {"label": label},
-    }
-    return RunData(Path(f"/runs/{name}"), manifest, records_table(rows), power_table([]))
+    return make_run_data(f"/runs/run-{name}", rows, model=name, label=label,
+                         active_params=None if params is None else int(params))  # fmt: skip
 
 
 @pytest.fixture
@@ -91,7 +86,8 @@ def runs() -> list[RunData]:
 
 def test_coverage_of_every_subset_by_hand(runs):
     study = build_study(runs)
-    cov = coverage_report(study, resamples=200)
+    report = route_report(study, resamples=200)
+    cov = report.coverage
     got = {tuple(s.models): s.coverage for s in cov.all_subsets}
     # S {1,4,6}, M {1,2,6}, L {1,2,3}; unions by hand:
     assert got == pytest.approx(
@@ -115,7 +111,7 @@ def test_oracle_savings_by_hand(runs):
     # Accuracy ties at 3/6: the reference is the larger model, L.
     assert study.candidates[study.reference].name == "L"
     assert study.tokens_basis == "prompt + completion tokens"
-    (oracle,) = evaluate(study, [("oracle", oracle_matrix(study))], resamples=200)
+    (oracle,), _ = evaluate(study, [("oracle", oracle_matrix(study))], resamples=200)
     # Oracle: item1 S, item2 M, item3 L, item4 S, item5 nobody → L, item6 S.
     # Energy 1+3+4+1+4+1 = 14 J against 6 × 4 = 24 J always-L: 10/24 saved.
     assert oracle.energy_j == pytest.approx(14.0)
@@ -137,9 +133,20 @@ def test_oracle_savings_by_hand(runs):
 
 
 @pytest.mark.parametrize("alpha", [0.5, 0.8, 1.0])
-def test_alpha_router_expectation_by_hand(runs, alpha):
+def test_alpha_router_misrouting_to_the_reference_by_hand(runs, alpha):
     study = build_study(runs)
-    (out,) = evaluate(study, [("a", alpha_matrix(study, alpha))], resamples=100)
+    (out,), _ = evaluate(study, [("a", alpha_matrix(study, alpha))], resamples=100)
+    # The reference study's reading: a misrouted item goes to L. So accuracy and savings are
+    # α × the oracle's (5/6, 10 of 24 J saved) plus (1 − α) × always-L's (3/6, nothing saved).
+    assert out.accuracy.value == pytest.approx(alpha * 5 / 6 + (1 - alpha) * 3 / 6)
+    assert out.energy_j == pytest.approx(alpha * 14 + (1 - alpha) * 24)
+    assert out.energy_saved.value == pytest.approx(alpha * 10 / 24)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.8, 1.0])
+def test_alpha_router_misrouting_at_random_by_hand(runs, alpha):
+    study = build_study(runs)
+    (out,), _ = evaluate(study, [("a", alpha_matrix(study, alpha, "random"))], resamples=100)
     # Per item, oracle o_i with P = α and each other model (1 − α)/2:
     #   item1 o=S: α + (1−α)/2·(1+1) = 1;  item2 o=M: α + (1−α)/2·(0+1);  item3 o=L: α;
     #   item4 o=S: α;  item5 o=L: 0;  item6 o=S: α + (1−α)/2·(1+0).
@@ -151,7 +158,7 @@ def test_alpha_router_expectation_by_hand(runs, alpha):
 
 def test_alpha_router_simulation_matches_the_analytic_expectation(runs):
     study = build_study(runs)
-    analytic = alpha_matrix(study, 0.8)
+    analytic = alpha_matrix(study, 0.8, "random")
     simulated = simulate_alpha_router(study, 0.8, trials=20_000, seed=7)
     assert np.abs(simulated - analytic).max() < 0.015
     # The oracle's pick is never the "wrong" choice: its frequency is α, not more.
@@ -159,6 +166,8 @@ def test_alpha_router_simulation_matches_the_analytic_expectation(runs):
     assert np.allclose((simulated * oracle).sum(axis=1), 0.8, atol=0.015)
     acc = (simulated * study.correct).sum() / study.n_items
     assert acc == pytest.approx((2 + 3 * 0.8) / 6, abs=0.01)
+    to_reference = simulate_alpha_router(study, 0.8, trials=20_000, seed=7, misroute="reference")
+    assert np.abs(to_reference - alpha_matrix(study, 0.8)).max() < 0.015
 
 
 def test_external_reference_is_stated_and_priced_per_token(runs):
@@ -192,7 +201,7 @@ def test_external_reference_answers_from_a_run(runs):
     study = build_study([*runs, cloud_run], profile=profile)
     # The run that supplies the answers leaves the local pool.
     assert [c.name for c in study.candidates] == ["S", "M", "L", "cloud"]
-    assert study.correct[:, 3].tolist() == [True, True, True, True, False, True]
+    assert study.correct[:, 3].tolist() == [1, 1, 1, 1, 0, 1]
     assert study.energy_j[:, 3].tolist() == [20.0] * 6  # 1 J/token × 20 tokens, not 99 J
 
 
@@ -208,7 +217,7 @@ def test_missing_prompt_tokens_switch_compute_to_completion_tokens(runs):
         record("run-S", "S", k, f"item/{k + 1}", bool(c), 1.0, prompt=None)
         for k, c in enumerate(CORRECT["S"])
     ]
-    runs[0] = RunData(Path("/runs/S"), runs[0].manifest, records_table(rows), power_table([]))
+    runs[0] = make_run_data("/runs/S", rows, model="S", active_params=10**9)
     study = build_study(runs)
     assert study.tokens_basis == "completion tokens only"
     assert study.flops[0, 0] == pytest.approx(2 * 1e9 * 10)
@@ -228,10 +237,18 @@ def test_a_run_on_other_items_is_a_clear_error(runs):
 
 
 def test_errors_count_as_incorrect(runs):
-    rows = [record("run-S", "S", k, f"item/{k + 1}", True, 1.0, status="error") for k in range(6)]
-    runs[0] = RunData(Path("/runs/S"), runs[0].manifest, records_table(rows), power_table([]))
+    rows = [record("run-S", "S", k, f"item/{k + 1}", False, 1.0, status="error") for k in range(6)]
+    runs[0] = make_run_data("/runs/S", rows, model="S", active_params=10**9)
     study = build_study(runs)
     assert not study.correct[:, 0].any()
+
+
+def test_an_error_row_marked_correct_is_refused(tmp_path, runs):
+    from perwatt.store import check_requests, records_table
+
+    rows = [record("run-S", "S", 0, "item/1", True, 1.0, status="error")]
+    with pytest.raises(PerwattError, match="only a complete answer can be correct"):
+        check_requests(records_table(rows), tmp_path / "requests.parquet")
 
 
 def test_reference_by_name_and_bad_profiles(runs):

@@ -6,10 +6,11 @@ import math
 
 import pytest
 
-from conftest import record
-from perwatt.analysis.metrics import EnergyTotals, summarize
+from conftest import make_manifest, record, run_data
+from perwatt.analysis.summaries import compute_summaries
 from perwatt.analysis.trends import decimal_year, parse_dates, trend_report
 from perwatt.errors import PerwattError
+from perwatt.hardware import CpuInfo, HardwareInfo
 
 
 def summary(name: str, energy_per_query: float, n_correct: int = 5, n: int = 10):
@@ -28,14 +29,15 @@ def summary(name: str, energy_per_query: float, n_correct: int = 5, n: int = 10)
         )
         for k in range(n)
     ]
-    totals = EnergyTotals("estimated:cputime", 1.0, 0.0, 0.0, 10.0, 1.0)
-    return summarize(rows, totals, run_id=f"run-{name}", model=name, workload="w", resamples=20)
+    (s,) = compute_summaries([run_data(f"/runs/run-{name}", rows, model=name, resamples=20,
+                                       window_s=10.0, window_j=1.0)])  # fmt: skip
+    return s
 
 
-def manifest(name: str, release: str | None = None) -> dict:
-    model = {"name": name} | ({"release_date": release} if release else {})
-    cpu = {"vendor": "AuthenticAMD", "family": "25", "model_number": "17", "model": "AMD EPYC"}
-    return {"model": model, "hardware": {"cpu": cpu, "accelerators": []}}
+def manifest(name: str, release: str | None = None):
+    cpu = CpuInfo("AMD EPYC", "AuthenticAMD", "25", "17", 2, 2, 2)
+    hardware = HardwareInfo("h", "Linux", "6", cpu, 1.0, "none")
+    return make_manifest(f"run-{name}", model=name, release_date=release, hardware=hardware)
 
 
 def test_doubling_every_year_is_recovered():

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_manifest
 from perwatt.distributed.local import cell_status
 from perwatt.distributed.spec import load_sweep
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import RunWriter, read_run
+from perwatt.store import RunWriter, read_run
 
 PERWATT = [sys.executable, "-m", "perwatt"]
 
@@ -47,7 +48,8 @@ def test_cell_status_reads_the_run_directory(tmp_path, rows):
 
     for status, expected in (("interrupted", "partial"), ("complete", "finished")):
         writer = RunWriter(tmp_path / status)
-        writer.finalize(rows, [], {"status": status}, {}, complete=status == "complete")
+        manifest = make_manifest(status).model_copy(update={"status": status})
+        writer.finalize(rows, [], manifest, {}, complete=status == "complete")
         assert cell_status(tmp_path / status) == expected
 
     junk = tmp_path / "junk"
@@ -88,8 +90,8 @@ def test_local_sweep_runs_each_cell_once_into_one_store(tmp_path):
     assert "load sweep" in first.stdout
     for cell in cells:
         run = read_run(store / cell.cell_id)
-        assert run.manifest["status"] == "complete"
-        assert run.manifest["load"]["concurrency"] == cell.spec.concurrency
+        assert run.manifest.status == "complete"
+        assert run.manifest.load.concurrency == cell.spec.concurrency
         assert [r.item_id for r in run.records()] == ["chain_sum/0000", "letter_counting/0000"]
     rows = json.loads((store / "sweep.json").read_text())
     assert [r["cell_id"] for r in rows] == [c.cell_id for c in cells]
@@ -142,8 +144,8 @@ def test_an_interrupted_cell_resumes_without_losing_or_repeating_requests(tmp_pa
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
     run = read_run(store / cell.cell_id)
-    assert run.manifest["status"] == "complete"
-    assert len(run.manifest["segments"]) == 2
+    assert run.manifest.status == "complete"
+    assert len(run.manifest.segments) == 2
     rows = run.records()
     assert len(rows) == 8
     assert len({r.item_id for r in rows}) == 8

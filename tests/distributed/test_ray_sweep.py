@@ -30,11 +30,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conftest import make_manifest
 from perwatt.distributed.local import cell_status
 from perwatt.distributed.ray_backend import NodeResources, check_resources, land_run, pack_run
 from perwatt.distributed.spec import load_sweep
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import RunWriter, read_run
+from perwatt.store import RunWriter, read_run
 
 BIN = Path(sys.executable).parent
 RAY = str(BIN / "ray")
@@ -102,7 +103,7 @@ def test_resources_must_be_on_one_node(tmp_path):
 
 def _finished_run(path: Path, rows, status: str = "complete") -> Path:
     writer = RunWriter(path)
-    manifest = {"run_id": path.name, "status": status}
+    manifest = make_manifest(path.name).model_copy(update={"status": status})
     writer.finalize(rows, [], manifest, {"n": len(rows)}, complete=status == "complete")
     return path
 
@@ -317,8 +318,8 @@ def test_a_ray_sweep_gives_the_same_runs_as_a_local_sweep(cluster, tmp_path):
     assert ray_runs == local_runs
     for cell in cells:
         run = read_run(tmp_path / "ray" / cell.cell_id)
-        assert run.manifest["status"] == "complete" and len(run.manifest["segments"]) == 1
-        assert "--ray" in run.manifest["command_line"]  # the head's command, not Ray's worker
+        assert run.manifest.status == "complete" and len(run.manifest.segments) == 1
+        assert "--ray" in run.manifest.command_line  # the head's command, not Ray's worker
     # Only the worker declares accelerator:test, so every cell ran (and measured) there.
     placed = json.loads((tmp_path / "ray" / "cells.json").read_text())["cells"]
     assert {(c["backend"], c["node"]["node_id"], c["node"]["ip"]) for c in placed} == {
@@ -414,8 +415,8 @@ def test_losing_the_worker_mid_cell_reruns_the_cell_elsewhere_and_keeps_no_parti
     )
     for cell in cells:
         run = read_run(store / cell.cell_id)
-        assert run.manifest["status"] == "complete"
-        assert len(run.manifest["segments"]) == 1  # one attempt: nothing merged from the lost one
+        assert run.manifest.status == "complete"
+        assert len(run.manifest.segments) == 1  # one attempt: nothing merged from the lost one
         rows = run.records()
         assert [r.request_id for r in rows] == list(range(6))
         assert len({r.item_id for r in rows}) == 6

@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from perwatt.energy import CpuTimeEstimator, available_sources, sources
+from perwatt.energy import CpuTimeEstimator, probe_all, sources
 from perwatt.errors import PerwattError
 
 # Burns `s` seconds of its own CPU time, then exits.
@@ -131,8 +131,8 @@ def test_unusable_settings_are_readable_errors():
 
 
 def test_doctor_sources_explain_what_is_missing():
-    statuses = {s.name.split()[0]: s for s in available_sources()}
-    assert set(statuses) >= {"nvml", "amdsmi", "rapl", "apple", "jetson", "estimate"}
+    statuses = {s.name.split()[0]: s for s in probe_all()}
+    assert set(statuses) >= {"nvml", "amdsmi", "rapl", "apple", "jetson", "estimate", "prometheus"}
     assert statuses["estimate"].available
     assert statuses["estimate"].label == "estimated:cputime"
     for status in statuses.values():
@@ -141,3 +141,29 @@ def test_doctor_sources_explain_what_is_missing():
     if not os.path.isdir("/sys/class/powercap"):
         assert not statuses["rapl"].available
         assert "RAPL is not exposed" in statuses["rapl"].detail
+
+
+def test_doctor_and_run_choose_the_same_sources(monkeypatch):
+    from perwatt.energy import SourceRequest, in_use, open_sources
+
+    opened = open_sources(SourceRequest())
+    try:
+        labels = [s.describe().label for s in opened]
+    finally:
+        for s in opened:
+            s.close()
+    assert in_use().labels == labels
+    # --energy estimate and a process scope choose the estimate.
+    assert in_use(SourceRequest(prefer_estimate=True)).labels == ["estimated:cputime"]
+
+
+def test_a_driver_without_the_gpu_extra_is_not_in_use(monkeypatch):
+    """With an NVIDIA driver but without Zeus, doctor must say the GPU cannot be read — never
+    that NVML is in use while a run falls back to the estimate."""
+    from perwatt.energy import gpu
+
+    monkeypatch.setattr(gpu, "_nvml", lambda: gpu.SourceStatus(gpu._NVML, True, "1 GPU(s)",
+                                                                "measured:nvml"))  # fmt: skip
+    monkeypatch.setattr(gpu, "_zeus_missing", lambda: True)
+    (nvml, _) = gpu._probe_gpus()
+    assert not nvml.available and "pip install 'perwatt[gpu]'" in nvml.detail

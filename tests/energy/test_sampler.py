@@ -135,10 +135,12 @@ def test_measure_idle_reports_spread_and_clips_to_the_sampled_range():
 def test_idle_baseline_survives_a_checkpoint_round_trip():
     import dataclasses
 
+    from pydantic import TypeAdapter
+
     from perwatt.energy import IdleBaseline
 
     idle = measure_idle(constant_timeline({"cpu": 3.0}), 0.0, 2.0)
-    assert IdleBaseline.from_dict(dataclasses.asdict(idle)) == idle
+    assert TypeAdapter(IdleBaseline).validate_python(dataclasses.asdict(idle)) == idle
 
 
 def test_timeline_totals_combined_and_anomalies():

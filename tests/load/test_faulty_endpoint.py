@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from perwatt.analysis.runs import summarize_run
-from perwatt.store.rundir import read_run
+from perwatt.analysis.summaries import compute_summaries
+from perwatt.store import read_run
 
 SERVER = Path(__file__).parents[2] / "benchmarks" / "loopback_server.py"
 
@@ -60,7 +60,7 @@ def test_errors_drops_and_stalls_become_error_rows_and_the_run_completes(tmp_pat
     assert any("finish_reason" in (r.error or "") or "Payload" in (r.error or "")
                for r in by_status["error"])  # fmt: skip
     assert all(r.correct is False for s in ("error", "timeout") for r in by_status[s])
-    summary = summarize_run(read_run(out))
+    summary = compute_summaries([read_run(out)])[0]
     assert summary.error_rate == pytest.approx(
         (len(by_status["error"]) + len(by_status["timeout"])) / 60
     )
@@ -105,8 +105,8 @@ def test_poisson_rate_records_scheduled_and_actual_send_times(tmp_path):
     assert all(r.t_sent >= r.t_scheduled for r in rows)
     # 40 requests at 50/s span about 0.8 s of schedule.
     assert 0.3 < scheduled[-1] - scheduled[0] < 2.0
-    assert run.manifest["load"]["mode"] == "open-loop"
-    assert summarize_run(run).load == "poisson 50/s"
+    assert run.manifest.load.mode == "open-loop"
+    assert compute_summaries([run])[0].load == "poisson 50/s"
 
 
 @pytest.mark.parametrize("bad", [["--concurrency", "1,x"], ["--rate", "0"], ["--slo", "p99=3"]])
@@ -124,11 +124,11 @@ def test_token_weighted_attribution_still_balances_the_books(tmp_path):
                          "--out", str(tmp_path / "t"))  # fmt: skip
     assert result.returncode == 0, result.stderr
     run = read_run(tmp_path / "t")
-    totals = run.manifest["energy"]["totals"]
-    assert run.manifest["energy"]["attribution"]["method"].startswith("token-weighted")
+    totals = run.manifest.energy.totals
+    assert run.manifest.energy.attribution.method.startswith("token-weighted")
     attributed = sum(r.energy_j for r in run.records())
-    assert attributed + totals["unattributed_j"] == pytest.approx(
-        totals["metered_total_j"], rel=1e-9
+    assert attributed + totals.unattributed_j == pytest.approx(
+        totals.metered_total_j, rel=1e-9
     )
 
 
@@ -146,7 +146,7 @@ def test_external_server_energy_follows_its_pid_and_unknown_models_are_refused(t
                          "--out", str(tmp_path / "pid"))  # fmt: skip
         assert result.returncode == 0, result.stderr
         manifest = read_run(tmp_path / "pid").manifest
-        assert manifest["energy"]["sources"][0]["scope"] == f"the process tree of pid {server.pid}"
+        assert manifest.energy.sources[0].scope == f"the process tree of pid {server.pid}"
         refused = perwatt("run", "--endpoint", url, "--model", "nope", "--limit", "2",
                           "--out", str(tmp_path / "nope"))  # fmt: skip
         assert refused.returncode == 2

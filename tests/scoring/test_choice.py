@@ -53,7 +53,16 @@ def test_ten_options_allow_letters_to_j() -> None:
 
 
 def test_scoring_against_the_reference_letter() -> None:
-    item = Item("mmlu-pro/1", "mmlu-pro", "src", "physics", "Q", "C", {"options": OPTIONS[:3]})
+    item = Item(
+        "mmlu-pro/1",
+        "mmlu-pro",
+        "src",
+        "physics",
+        "Q",
+        "C",
+        {"options": OPTIONS[:3]},
+        scorer="choice",
+    )
     assert score_response(item, "Answer: C") == Score("C", True, 1.0)
     assert score_response(item, "Answer: B") == Score("B", False, 0.0)
     assert score_response(item, "Answer: D") == Score(None, False, 0.0)  # only three options

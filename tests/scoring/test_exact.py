@@ -32,7 +32,9 @@ def test_normalise_text() -> None:
 
 
 def test_simpleqa_scoring_reads_the_answer_line() -> None:
-    item = Item("simpleqa/0000", "simpleqa", "Person", "Science", "Who?", "Michio Sugeno")
+    item = Item(
+        "simpleqa/0000", "simpleqa", "Person", "Science", "Who?", "Michio Sugeno", scorer="exact"
+    )
     assert score_response(item, "Let me recall.\nAnswer: **Michio Sugeno**") == Score(
         "Michio Sugeno", True, 1.0
     )

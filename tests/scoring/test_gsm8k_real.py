@@ -34,7 +34,7 @@ def test_agrees_with_the_authors_labels() -> None:
         "ground_truth", "*.solution", "*.is_correct",
     )  # fmt: skip
     assert len(rows) == 5276
-    scored, _ = score_outputs(rows, "gsm8k")
+    scored, _ = score_outputs(rows, "gsm8k", scorer="numeric")
     agree = sum(s.row.label == s.detail.correct for s in scored)
     assert agree / len(scored) >= 0.995, f"agreement {agree}/{len(scored)}"
     per_model = {m.model: m for m in agreement_by_model(scored)}

@@ -118,7 +118,7 @@ def test_a_pathological_expression_is_killed_at_the_time_limit() -> None:
 
 
 def test_math500_scoring() -> None:
-    item = Item("math500/x", "math500", "level 2", "Algebra", "Expand.", "x^2+7x+10")
+    item = Item("math500/x", "math500", "level 2", "Algebra", "Expand.", "x^2+7x+10", scorer="math")
     text = "Multiplying out, we get $\\boxed{x^2 + 10 + 7x}$."
     assert score_response(item, text) == Score("x^2 + 10 + 7x", True, 1.0)
     assert score_response(item, "\\boxed{x^2+7x+11}").correct is False

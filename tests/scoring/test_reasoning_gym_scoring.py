@@ -112,8 +112,8 @@ def test_the_verifier_is_built_once_per_task() -> None:
     assert verifier("chain_sum") is verifier("chain_sum")
 
 
-def test_unknown_task_and_workload_are_user_errors(items: list[Item]) -> None:
+def test_unknown_task_and_scorer_are_user_errors(items: list[Item]) -> None:
     with pytest.raises(PerwattError, match="no task 'no_such_task'"):
         score_response(dataclasses.replace(items[0], task="no_such_task"), "Answer: 1")
-    with pytest.raises(PerwattError, match="no scorer for workload 'gsm9k'"):
-        score_response(dataclasses.replace(items[0], workload="gsm9k"), "Answer: 1")
+    with pytest.raises(PerwattError, match="unknown scorer 'gsm9k'"):
+        score_response(dataclasses.replace(items[0], scorer="gsm9k"), "Answer: 1")

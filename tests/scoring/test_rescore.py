@@ -47,7 +47,8 @@ def _record(i: int, response: str, status: str = "ok") -> RequestRecord:
 
 def _items(n: int) -> dict[str, Item]:
     return {
-        f"gsm8k/{i:04d}": Item(f"gsm8k/{i:04d}", "gsm8k", "gsm8k", "math", "Q?", "18")
+        f"gsm8k/{i:04d}": Item(f"gsm8k/{i:04d}", "gsm8k", "gsm8k", "math", "Q?", "18",
+                               scorer="numeric")
         for i in range(n)
     }
 
@@ -106,7 +107,7 @@ def test_outputs_agreement_per_model() -> None:
         OutputRow("f:2", "m1", "2", "Q", "A: 5", "A: 6", label=False),
         OutputRow("f:2", "m2", "2", "Q", "A: 5", "A: 5", label=None),
     ]
-    scored, stats = score_outputs(rows, "gsm8k")
+    scored, stats = score_outputs(rows, "gsm8k", scorer="numeric")
     assert stats is None
     assert [s.detail.correct for s in scored] == [True, False, False, True]
     m1, m2 = agreement_by_model(scored)

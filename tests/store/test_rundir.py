@@ -1,38 +1,57 @@
+"""The run directory: checkpoints, atomic finalize, one writer at a time, typed reading."""
+
 import json
+import os
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import make_manifest
+from perwatt.energy.timeline import TimelineRow
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import PowerRow, RunWriter, read_run
+from perwatt.store import RunWriter, find_runs, read_manifest, read_run, run_state
+
+
+def power(n: int = 5) -> list[TimelineRow]:
+    return [TimelineRow(t=0.1 * i, domain="cpu", energy_j=float(i), power_w=None, source="x")
+            for i in range(n)]  # fmt: skip
 
 
 def test_finalized_run_reads_back_identically(tmp_path, rows):
     writer = RunWriter(tmp_path / "run")
     for r in rows:
         writer.append_request(r)
-    power = [PowerRow(t=0.1 * i, domain="cpu", energy_j=float(i), power_w=None, source="x")
-             for i in range(5)]  # fmt: skip
-    writer.finalize(rows, power, {"run_id": "r1"}, {"n": 10}, complete=True)
+    writer.finalize(rows, power(), make_manifest("r1", n=10), {"n": 10}, complete=True)
     run = read_run(tmp_path / "run")
     assert run.records() == rows
     assert run.power.num_rows == 5
+    assert run.manifest.run_id == "r1" and run.manifest.energy.label == "estimated:cputime"
     assert not (tmp_path / "run" / ".partial").exists()
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "manifest.json", "power.parquet", "requests.parquet", "summary.json",
     ]  # fmt: skip
     assert pq.read_schema(tmp_path / "run" / "requests.parquet").names[0] == "run_id"
+    assert run_state(tmp_path / "run") == "complete"
 
 
-def test_checkpoint_survives_a_crash_and_resume_sees_it(tmp_path, rows):
+def test_checkpoint_survives_a_torn_line_and_keeps_what_follows(tmp_path, rows):
     writer = RunWriter(tmp_path / "run")
     for r in rows[:3]:
         writer.append_request(r)
-    # A crash mid-write leaves a torn last line: it is ignored, not fatal.
+    writer.close()
+    # A crash (or a full disk) mid-write leaves a torn last line.
     with (tmp_path / "run" / ".partial" / "requests.jsonl").open("a") as f:
         f.write('{"run_id": "r1", "request')
     resumed = RunWriter(tmp_path / "run", resume=True)
     assert resumed.checkpointed_records() == rows[:3]
+    # Rows appended after the recovery are kept too: the torn tail was cut, not joined.
+    resumed.append_request(rows[3])
+    resumed.close()
+    again = RunWriter(tmp_path / "run", resume=True)
+    assert again.checkpointed_records() == rows[:4]
+    again.close()
 
 
 def test_existing_run_is_never_overwritten(tmp_path, rows):
@@ -42,19 +61,96 @@ def test_existing_run_is_never_overwritten(tmp_path, rows):
         RunWriter(tmp_path / "run")
 
 
+def test_out_naming_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PerwattError, match="is a file"):
+        RunWriter(tmp_path / "file")
+
+
 def test_resume_of_nothing_is_a_clear_error(tmp_path):
     with pytest.raises(PerwattError, match="nothing to resume"):
         RunWriter(tmp_path / "missing", resume=True)
 
 
+def test_a_run_directory_has_one_writer_at_a_time(tmp_path):
+    first = RunWriter(tmp_path / "run")
+    # Another process cannot take it (flock is per open file description).
+    code = (
+        "import sys; from pathlib import Path; from perwatt.store import RunWriter\n"
+        "from perwatt.errors import PerwattError\n"
+        "try:\n    RunWriter(Path(sys.argv[1]), resume=True)\n"
+        "except PerwattError as e:\n    print(e); sys.exit(2)\n"
+    )
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")],
+                           capture_output=True, text=True)  # fmt: skip
+    assert other.returncode == 2
+    assert f"in use by perwatt (pid {os.getpid()})" in other.stdout
+    first.close()
+    # Released: the next writer gets it (a killed holder releases it the same way).
+    RunWriter(tmp_path / "run", resume=True).close()
+
+
+def test_temporary_files_of_an_interrupted_finalize_are_removed(tmp_path, rows):
+    writer = RunWriter(tmp_path / "run")
+    writer.append_request(rows[0])
+    writer.close()
+    leftover = tmp_path / "run" / ".requests.parquet.abc123.tmp"
+    leftover.write_bytes(b"half")
+    RunWriter(tmp_path / "run", resume=True).close()
+    assert not leftover.exists()
+
+
 def test_failed_write_leaves_no_file_under_the_final_name(tmp_path, rows):
     writer = RunWriter(tmp_path / "run")
     with pytest.raises(TypeError):
-        writer.finalize(rows, [], {"bad": object()}, {}, complete=True)
+        writer.finalize(rows, [], make_manifest("r1"), {"bad": object()}, complete=True)
     assert not (tmp_path / "run" / "manifest.json").exists()
-    assert not list((tmp_path / "run").glob(".manifest.json.*"))
+    assert not list((tmp_path / "run").glob(".summary.json.*"))
 
 
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(PerwattError, match="not a perwatt run directory"):
         read_run(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("[]", "the top level"), ('{"run_id": 3}', "status"), ("{nope", "the top level")],
+)
+def test_a_manifest_of_the_wrong_shape_is_one_clear_error(tmp_path, text, where):
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(PerwattError, match="not a perwatt manifest") as info:
+        read_manifest(tmp_path / "manifest.json")
+    assert str(tmp_path / "manifest.json") in str(info.value)
+
+
+def test_a_requests_table_of_the_wrong_schema_is_one_clear_error(tmp_path, rows):
+    import pyarrow as pa
+
+    writer = RunWriter(tmp_path / "run")
+    writer.finalize(rows, power(), make_manifest("r1"), {}, complete=True)
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "run" / "requests.parquet")
+    with pytest.raises(PerwattError, match="not a perwatt table"):
+        read_run(tmp_path / "run")
+    pq.write_table(pa.table({"run_id": ["r"], "item_id": ["i"], "status": ["weird"],
+                             "t_sent": [0.0], "t_done": [1.0], "correct": [True]}),
+                   tmp_path / "run" / "requests.parquet")  # fmt: skip
+    with pytest.raises(PerwattError, match="unknown request status 'weird'"):
+        read_run(tmp_path / "run")
+
+
+def test_find_runs_skips_what_is_not_a_run_with_a_note(tmp_path, rows):
+    root = tmp_path / "runs"
+    RunWriter(root / "a").finalize(rows, power(), make_manifest("a"), {}, complete=True)
+    RunWriter(root / "sweep" / "c1").finalize(rows, power(), make_manifest("c1"), {},
+                                              complete=True)  # fmt: skip
+    unfinished = RunWriter(root / "b")
+    unfinished.append_request(rows[0])
+    unfinished.close()
+    (root / "report.html").write_text("<html>")
+    found = find_runs(sorted(root.iterdir()))
+    assert sorted(p.name for p in found.runs) == ["a", "c1"]
+    assert [p.name for p in found.unfinished] == ["b"]
+    assert any("report.html" in n and "not a run directory" in n for n in found.notes)
+    assert any("unfinished" in n for n in found.notes)
+    assert [p.name for p in find_runs([root]).runs] == ["a", "c1"]

@@ -12,7 +12,7 @@ import pytest
 
 from perwatt.errors import PerwattError
 from perwatt.scoring import score_response
-from perwatt.store.rundir import read_run
+from perwatt.store import read_run
 from perwatt.workloads import load_workload
 from perwatt.workloads.gsm8k import ANSWER_FORMAT
 
@@ -91,7 +91,7 @@ def test_perwatt_run_on_gsm8k_offline(tmp_path: Path) -> None:
     expected = load_workload("gsm8k", limit=3, data_file=data)
     assert [r.item_id for r in rows] == [i.item_id for i in expected]
     assert [r.reference for r in rows] == [i.reference for i in expected]
-    assert run.manifest["workload"] == "gsm8k"
+    assert run.manifest.workload == "gsm8k"
     for row in rows:
         assert row.workload == "gsm8k" and row.domain == "math word problems"
         assert row.correct is not None

@@ -23,7 +23,7 @@ def test_items_with_a_reference_answer() -> None:
     assert ball.reference == "2 seconds"
     assert ball.metadata["response_models"] == ["Llama-3.3-70B-Instruct"]
     assert ball.question.endswith("in the form 'Answer: <answer>'.")
-    assert scorer_for(ball) == "judge"
+    assert scorer_for(ball).name == "judge"
     assert score_response(ball, "Answer: 2 s") == PENDING_JUDGE
 
 

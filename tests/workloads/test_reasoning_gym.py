@@ -172,7 +172,7 @@ def test_every_syllogism_is_labelled_by_the_truth_table() -> None:
 
 def test_unknown_workload() -> None:
     with pytest.raises(
-        PerwattError, match=r"^unknown workload 'nope'; known: reasoning-gym, gsm8k"
+        PerwattError, match=r"^unknown workload 'nope'; known: reasoning-gym, gpqa, gsm8k"
     ):
         load_workload("nope", limit=3)
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from perwatt.errors import PerwattError
-from perwatt.scoring import score_response, scorer_for
+from perwatt.scoring import score_response
 from perwatt.workloads import load_workload
 from perwatt.workloads.user_file import ANSWER_FORMAT, parse_mapping
 
@@ -29,7 +29,7 @@ def test_csv_with_a_mapping() -> None:
     assert items["q1"].question == f"What is 6 times 7?\n\n{ANSWER_FORMAT}"
     assert (items["q1"].reference, items["q1"].domain) == ("42", "arithmetic")
     assert items["q3"].question.startswith("How many legs do\nthree spiders have?")
-    assert scorer_for(items["q1"]) == "numeric" and scorer_for(items["q2"]) == "exact"
+    assert items["q1"].scorer == "numeric" and items["q2"].scorer == "exact"
     assert score_response(items["q1"], "6 * 7 = 42\nAnswer: 42").correct
     assert score_response(items["q2"], "Answer: paris.").correct
 
@@ -42,7 +42,7 @@ def test_multiple_choice_from_jsonl() -> None:
     # The answer may be a 0-based index, a letter, or the option's text.
     assert {k: i.reference for k, i in items.items()} == {"c1": "B", "c2": "C", "c3": "B"}
     assert "\nB. Jupiter\n" in items["c1"].question
-    assert scorer_for(items["c1"]) == "choice"
+    assert items["c1"].scorer == "choice"
     assert score_response(items["c2"], "The answer is (C)").correct
     assert score_response(items["c3"], "Answer: Carbon dioxide").correct
 
@@ -55,7 +55,7 @@ def test_defaults_a_scorer_and_other_formats(tmp_path: Path) -> None:
     data = tmp_path / "q.json"
     data.write_text(json.dumps(records))
     items = load_workload("file:scorer=math", limit=5, data_file=data)
-    assert {scorer_for(i) for i in items} == {"math"}
+    assert {i.scorer for i in items} == {"math"}
     boxed = next(i for i in items if "Expand" in i.question)
     assert not boxed.question.endswith(ANSWER_FORMAT)  # it states its own format
     parquet = tmp_path / "q.parquet"

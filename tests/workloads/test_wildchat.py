@@ -28,7 +28,7 @@ def test_first_exchanges_of_usable_conversations() -> None:
         "conversation_id": "b7d2c4a9", "baseline_model": "gpt-3.5-turbo-0301",
         "language": "English", "turns": 2,
     }  # fmt: skip
-    assert scorer_for(python) == "judge-pairwise"
+    assert scorer_for(python).name == "judge-pairwise"
     assert python.domain == "chat"
 
 

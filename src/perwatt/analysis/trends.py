@@ -16,13 +16,13 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from perwatt.analysis.catalogue import KNOWN_RELEASES
 from perwatt.analysis.metrics import RunSummary
 from perwatt.errors import PerwattError
+from perwatt.store import Manifest
 
 # Launch (announcement) dates of hardware generations, for `--by hardware`. Matched as a
 # substring of the accelerator name, first match wins (longer names first).
@@ -126,26 +126,26 @@ def decimal_year(day: dt.date) -> float:
     return day.year + (day - start).days / length
 
 
-def hardware_generation(manifest: Mapping[str, Any]) -> tuple[str, str | None, str]:
+def hardware_generation(manifest: Manifest) -> tuple[str, str | None, str]:
     """(hardware name, launch date or None, where the date came from) for a run."""
-    hardware = manifest.get("hardware") or {}
-    accelerators = hardware.get("accelerators") or []
-    if accelerators:
-        name = str(accelerators[0].get("name") or "unknown accelerator")
+    hardware = manifest.hardware
+    if hardware is None:
+        return "unknown hardware", None, ""
+    if hardware.accelerators:
+        name = hardware.accelerators[0].name or "unknown accelerator"
         for key, date in KNOWN_ACCELERATORS:
             if key.lower() in name.lower():
                 return name, date, "known hardware"
         return name, None, ""
-    cpu = hardware.get("cpu") or {}
-    key = (str(cpu.get("vendor")), str(cpu.get("family")), str(cpu.get("model_number")))
-    if key in KNOWN_CPUS:
-        name, date = KNOWN_CPUS[key]
-        return name, date, "known hardware"
-    return str(cpu.get("model") or "unknown CPU"), None, ""
+    cpu = hardware.cpu
+    known = KNOWN_CPUS.get((cpu.vendor, cpu.family, cpu.model_number))
+    if known is not None:
+        return known[0], known[1], "known hardware"
+    return cpu.model or "unknown CPU", None, ""
 
 
 def trend_report(
-    runs: Sequence[tuple[Mapping[str, Any], RunSummary]],
+    runs: Sequence[tuple[Manifest, RunSummary]],
     *,
     by: str = "release",
     dates: Mapping[str, str] | None = None,
@@ -159,8 +159,8 @@ def trend_report(
     placed: list[TrendPoint] = []
     undated = []
     for manifest, summary in runs:
-        model = manifest.get("model") or {}
-        name = str(model.get("name") or summary.model)
+        model = manifest.model
+        name = model.name
         hw_name, hw_date, hw_source = hardware_generation(manifest)
         date, source = None, ""
         for key in (summary.run_id, name, hw_name):
@@ -168,8 +168,8 @@ def trend_report(
                 date, source = dates[key], "given"
                 break
         if date is None and by == "release":
-            if model.get("release_date"):
-                date, source = str(model["release_date"]), "manifest"
+            if model.release_date:
+                date, source = model.release_date, "manifest"
             elif name in KNOWN_RELEASES:
                 date, source = KNOWN_RELEASES[name], "known"
         if date is None and by == "hardware" and hw_date:

@@ -1,7 +1,8 @@
 """The `perwatt` command line; one module per verb.
 
-Every user-facing failure is a PerwattError (or a bad option): one line on stderr, exit code 2,
-no traceback. Ctrl-C stops any server perwatt started and keeps the completed requests.
+Every user-facing failure is a PerwattError or a usage error (an unknown flag or verb, a value
+of the wrong type, a missing argument): one plain line on stderr, exit code 2, no traceback.
+Ctrl-C stops any server perwatt started and keeps the completed requests.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import pkgutil
 import signal
 import sys
 from types import FrameType
+from typing import Annotated
 
-import click
+import typer
+from rich.text import Text
 
+import perwatt
 from perwatt.cli._app import app, err_console
 from perwatt.errors import PerwattError
 
@@ -21,6 +25,41 @@ from perwatt.errors import PerwattError
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"perwatt {perwatt.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print perwatt's version and exit.", is_eager=True,
+                     callback=_print_version),
+    ] = False,
+) -> None:  # fmt: skip
+    """Correct answers per joule: accuracy, energy and latency of language models in one run."""
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes the command-line parser raises for a usage error."""
+    classes: list[type[BaseException]] = [typer.TyperException]
+    try:
+        import click
+
+        classes.append(click.ClickException)
+    except ImportError:  # typer vendors its own click
+        pass
+    return tuple(classes)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(Text.assemble(("error: ", "red"), message.strip().splitlines()[0]),
+                      soft_wrap=True, highlight=False)  # fmt: skip
+    sys.exit(code)
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -33,20 +72,26 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        # Without standalone mode click returns the code of typer.Exit instead of exiting.
+        # Without standalone mode the parser returns the code of typer.Exit instead of exiting.
         code = app(args=argv, standalone_mode=False)
     except PerwattError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except click.ClickException as exc:
-        err_console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False,
-                          soft_wrap=True)  # fmt: skip
-        sys.exit(2)
+        _fail(str(exc))
     except RunInterrupted as exc:
-        err_console.print(f"[yellow]{exc}[/yellow]", highlight=False, soft_wrap=True)
+        err_console.print(Text(str(exc), style="yellow"), soft_wrap=True)
         sys.exit(130)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        err_console.print("[yellow]interrupted[/yellow]")
+    except (KeyboardInterrupt, typer.Abort):
+        err_console.print(Text("interrupted", style="yellow"))
         sys.exit(130)
+    except _usage_errors() as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(0)  # `perwatt` alone (or a verb group alone) printed its help
+        if hasattr(exc, "exit_code") and type(exc).__name__ == "Exit":
+            sys.exit(int(exc.exit_code))
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            hint = f" (see `{ctx.command_path} --help`)"
+        _fail(f"{message}{hint}")
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -32,9 +32,8 @@ def meter(
     ] = None,
 ) -> None:
     """Energy of COMMAND per domain, with an idle baseline; exits with the command's code."""
-    from perwatt.energy import CpuTimeEstimator, EnergySource
+    from perwatt.energy import EnergySource, SourceRequest, open_sources
     from perwatt.energy.meter import meter_command
-    from perwatt.energy.select import run_sources
     from perwatt.errors import PerwattError
 
     if interval <= 0 or idle_seconds < 0:
@@ -43,10 +42,11 @@ def meter(
         raise PerwattError(f"--scope must be machine or process, not {scope!r}")
 
     def make_sources(pid: int | None) -> list[EnergySource]:
-        if pid is None:  # the whole machine: hardware counters when present, else the estimate
-            return run_sources(None, watts_per_core=cpu_watts_per_core, idle_watts=cpu_idle_watts)
-        # A counter cannot be scoped to one process tree; the CPU-time estimate can.
-        return [CpuTimeEstimator(pid, watts_per_core=cpu_watts_per_core, idle_watts=cpu_idle_watts)]
+        # The whole machine: hardware counters when present, else the estimate. A counter
+        # cannot be scoped to one process tree; the CPU-time estimate can.
+        return open_sources(SourceRequest(pid=pid, watts_per_core=cpu_watts_per_core,
+                                          idle_watts=cpu_idle_watts,
+                                          prefer_estimate=pid is not None))  # fmt: skip
 
     result = meter_command(
         ctx.args,

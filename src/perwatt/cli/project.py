@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from perwatt.analysis.projection import DEFAULT_GRID_G_PER_KWH, DEFAULT_PUE, DEFAULT_USD_PER_KWH
-from perwatt.cli._app import app, console
-from perwatt.cli.runs import JsonOption, label, num, si, usd, write_json_out
+from perwatt.analysis.projection import DEFAULT_GRID_G_PER_KWH, DEFAULT_PUE
+from perwatt.analysis.units import DEFAULT_USD_PER_KWH
+from perwatt.cli._app import JsonOption, app, console, write_json_out
 from perwatt.errors import PerwattError
 
 
@@ -70,7 +68,10 @@ def project(
     from perwatt.analysis.projection import (
         DEFAULT_MFU,
         DEFAULT_UTILISATION,
+        ClusterProjection,
         Economics,
+        FleetProjection,
+        TrainingProjection,
         project_cluster,
         project_fleet,
         project_training,
@@ -96,69 +97,27 @@ def project(
                      usd_per_kwh=usd_per_kwh, grid_g_per_kwh=grid_g_per_kwh)  # fmt: skip
     source, energy_label = "stated", "stated"
     if run is not None:
-        from perwatt.analysis.runs import summarize_run
-        from perwatt.store.rundir import read_run
+        from perwatt.analysis.summaries import summaries_of
+        from perwatt.store import read_run
 
-        summary = summarize_run(read_run(run))
+        (summary,) = summaries_of([read_run(run)])
         if summary.energy_per_query_j.value is None:
             raise PerwattError(f"run {run} has no requests to take J/query from")
         j_per_query = summary.energy_per_query_j.value
         source, energy_label = summary.run_id, summary.energy_label
 
-    table = Table(header_style="bold", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("", justify="right")
+    from perwatt.report.terminal import print_projection
+
+    result: FleetProjection | ClusterProjection | TrainingProjection
     if training:
         assert train_flops is not None
-        t = project_training(train_flops, hw, econ, accelerators=accelerators)
-        table.title = f"training {train_flops:.3g} FLOPs on {hw.name}"
-        rows = [
-            ("accelerator-hours", f"{t.accelerator_hours:,.0f}"),
-            ("days", num(t.days) + f" on {accelerators:,} accelerators" if t.days else "–"),
-            ("IT energy", f"{t.it_mwh:,.1f} MWh"),
-            ("facility energy", f"{t.facility_mwh:,.1f} MWh"),
-            ("cost", usd(t.cost_usd)),
-            ("CO2", f"{t.co2_tonnes:,.0f} t"),
-        ]
-        result: object = t
-        assumptions = t.assumptions
+        result = project_training(train_flops, hw, econ, accelerators=accelerators)
     elif accelerators is not None:
-        c = project_cluster(accelerators, hw, econ, j_per_query=j_per_query,
-                            energy_label=energy_label if j_per_query else None)  # fmt: skip
-        table.title = f"cluster of {accelerators:,} accelerators ({hw.name})"
-        rows = [
-            ("racks", f"{c.racks:,}"),
-            ("provisioned IT power", f"{c.provisioned_it_mw:,.1f} MW"),
-            ("provisioned facility power", f"{c.provisioned_facility_mw:,.1f} MW"),
-            ("average facility power", f"{c.average_facility_mw:,.1f} MW"),
-            ("energy per year", f"{c.year.mwh_per_year:,.0f} MWh"),
-            ("cost per year", usd(c.year.cost_usd_per_year)),
-            ("CO2 per year", f"{c.year.co2_tonnes_per_year:,.0f} t"),
-        ]
-        if c.queries_per_day is not None:
-            rows.append(("queries per day at that draw", si(c.queries_per_day, "")))
-        result, assumptions = c, c.assumptions
+        result = project_cluster(accelerators, hw, econ, j_per_query=j_per_query,
+                                 energy_label=energy_label if j_per_query else None)  # fmt: skip
     else:
         assert j_per_query is not None and queries_per_day is not None
-        f = project_fleet(j_per_query, queries_per_day, hw, econ, source=source,
-                          energy_label=energy_label)  # fmt: skip
-        table.title = f"{si(queries_per_day, '')} queries/day at {num(j_per_query)} J/query"
-        rows = [
-            ("average IT power", f"{f.it_power_mw:,.3g} MW"),
-            ("average facility power", f"{f.facility_power_mw:,.3g} MW"),
-            ("accelerators", f"{f.accelerators:,}"),
-            ("racks", f"{f.racks:,}"),
-            ("provisioned facility power", f"{f.provisioned_facility_mw:,.3g} MW"),
-            ("energy per year", f"{f.year.mwh_per_year:,.0f} MWh"),
-            ("cost per year", usd(f.year.cost_usd_per_year)),
-            ("CO2 per year", f"{f.year.co2_tonnes_per_year:,.0f} t"),
-        ]
-        result, assumptions = f, f.assumptions
-    for name, value in rows:
-        table.add_row(name, value)
-    console.print(table)
-    if not training:
-        console.print(Text.assemble("energy per query: ", label(energy_label)))
-    for line in assumptions:
-        console.print(Text(f"assumes: {line}", style="dim"))
+        result = project_fleet(j_per_query, queries_per_day, hw, econ, source=source,
+                               energy_label=energy_label)  # fmt: skip
+    print_projection(console, result)
     write_json_out(json_out, result)

@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from perwatt.cli._app import app, console
-
-MANIFEST = "manifest.json"
-# How deep `perwatt report runs/` looks for run directories (a sweep puts runs two levels down).
-SEARCH_DEPTH = 3
+from perwatt.cli._app import app, console, load_runs, say
 
 
 @app.command()
@@ -27,60 +23,41 @@ def report(
             help="Also write a self-contained HTML report (charts, provenance) to this file.",
         ),
     ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the summaries as JSON to this file.")
+    ] = None,
 ) -> None:
     """Print the leaderboard of finished runs from disk; with --html, write the HTML report."""
-    dirs = expand_run_dirs(run_dirs)
-    if html is None:
-        print_report(dirs)
-        return
     from perwatt.report.html import check_html_path
 
-    check_html_path(html)
-    print_report(dirs)
-    write_html(dirs, html)
+    if html is not None:
+        check_html_path(html)
+    runs = load_runs(run_dirs)
+    print_report(runs, json_out=json_out)
+    if html is not None:
+        write_html(runs, html)
 
 
-def write_html(dirs: list[Path], html: Path) -> None:
-    """Write the HTML report of these run directories (with routing curves when they apply)."""
-    from perwatt.report.html import routing_from_runs, write_html_report
-    from perwatt.store.rundir import read_run
-
-    runs = [read_run(d) for d in dirs]
-    # Routing curves go in when the runs hold two or more models that answered the same items.
-    routing, why_not = routing_from_runs(runs)
-    if why_not and len({r.manifest.get("model", {}).get("name") for r in runs}) > 1:
-        console.print(f"[dim]routing curves left out: {why_not}[/dim]", soft_wrap=True)
-    written = write_html_report(runs, html, routing=routing)
-    console.print(f"HTML report: {written}", highlight=False, soft_wrap=True)
-
-
-def expand_run_dirs(paths: list[Path]) -> list[Path]:
-    """Each path that is a run directory, or the run directories inside a folder (sorted).
-
-    So `perwatt report runs` covers every run and sweep under runs/. A path that is neither
-    keeps its place, and reading it gives the usual "not a perwatt run directory" error.
-    """
-    out: list[Path] = []
-    for path in paths:
-        if (path / MANIFEST).is_file() or not path.is_dir():
-            out.append(path)
-            continue
-        found = sorted(
-            m.parent
-            for depth in range(1, SEARCH_DEPTH + 1)
-            for m in path.glob("/".join(["*"] * depth) + "/" + MANIFEST)
-            if not any(part.startswith(".") for part in m.relative_to(path).parts)
-        )
-        out.extend(found or [path])
-    # A run named twice (e.g. `runs runs/x`) is reported once.
-    return list(dict.fromkeys(out))
-
-
-def print_report(run_dirs: list[Path]) -> None:
-    """Recompute each run's summary from its rows and print the leaderboard."""
-    from perwatt.analysis.runs import summarize_run
+def print_report(runs: list, json_out: Path | None = None) -> None:
+    """The leaderboard of `runs` (RunData), from their summaries; optionally as JSON too."""
+    from perwatt.analysis.summaries import summaries_of
     from perwatt.report.terminal import print_leaderboard
-    from perwatt.store.rundir import read_run
 
-    summaries = [summarize_run(read_run(d)) for d in run_dirs]
+    summaries = summaries_of(runs)
     print_leaderboard(console, summaries)
+    if json_out is not None:
+        from perwatt.cli._app import write_json_out
+
+        write_json_out(json_out, summaries)
+
+
+def write_html(runs: list, html: Path) -> None:
+    """Write the HTML report of these runs (with routing curves when they apply)."""
+    from perwatt.analysis.report_data import build_report_data
+    from perwatt.report.html import write_html_report
+
+    data = build_report_data(runs)
+    if data.routing_left_out and len({r.model for r in runs}) > 1:
+        say(f"routing curves left out: {data.routing_left_out}", "dim")
+    written = write_html_report(data, html)
+    say(f"HTML report: {written}")

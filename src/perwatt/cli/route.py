@@ -8,11 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from perwatt.cli._app import app, console
-from perwatt.cli.runs import JsonOption, est, label, notes, num, pct, si, usd, write_json_out
+from perwatt.cli._app import JsonOption, app, console, load_runs, write_json_out
 from perwatt.errors import PerwattError
 
 if TYPE_CHECKING:
@@ -64,14 +61,21 @@ def route(
     prompts: Annotated[
         Path | None,
         typer.Option(
-            help="Learned router: prompts as JSON lines {item_id, prompt} (default: "
-            "regenerated from each run's workload)."
+            help="Learned router: prompts as JSON lines {item_id, prompt} (default: the "
+            "questions in each run's items.parquet)."
         ),
     ] = None,
     router_threshold: Annotated[
         float, typer.Option(help="Learned router: P(correct) needed to stay off the reference.")
     ] = 0.5,
     folds: Annotated[int, typer.Option(help="Learned router: cross-validation folds.")] = 5,
+    misroute: Annotated[
+        str,
+        typer.Option(
+            help="Where an α-router's wrong choices go: reference (the reference study's "
+            "reading) or random (another candidate)."
+        ),
+    ] = "reference",
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed for the bootstrap and the learned router.")] = 0,
     json_out: JsonOption = None,
@@ -82,12 +86,11 @@ def route(
     against always sending to the reference; accuracy against reference share and against
     joules.
     """
-    from perwatt.analysis.catalogue import discover_runs
     from perwatt.analysis.routing import ExternalProfile, build_study, route_report
-    from perwatt.store.rundir import read_run
+    from perwatt.report.terminal import print_route
 
     alpha_values = _alphas(alphas)
-    runs = [read_run(d) for d in discover_runs(run_dirs)]
+    runs = load_runs(run_dirs)
     profile = ExternalProfile.parse(reference_profile) if reference_profile else None
     study = build_study(runs, reference=reference, profile=profile, usd_per_kwh=usd_per_kwh)
     extra_policies = []
@@ -114,8 +117,9 @@ def route(
         extra_curves=extra_curves,
         resamples=resamples,
         seed=seed,
+        misroute=misroute,
     )
-    print_route(report, learned_report)
+    print_route(console, report, learned_report)
     write_json_out(json_out, RouteDocument(report, learned_report))
 
 
@@ -127,136 +131,3 @@ def _alphas(text: str) -> list[float]:
     if not values or any(not 0.0 <= a <= 1.0 for a in values):
         raise PerwattError(f"--alphas must lie in [0, 1], not {text!r}")
     return values
-
-
-def print_route(report: RoutingReport, learned: LearnedRouterReport | None) -> None:
-    """The routing tables: runs and items, coverage, savings, curves, frontier, learned router."""
-    ref_text = f"{report.reference}" + (
-        " (external profile, stated)" if report.reference_kind == "external" else ""
-    )
-    runs = Table(
-        title=f"runs on {report.n_items} shared items — reference: {ref_text}",
-        header_style="bold",
-    )
-    runs.add_column("model", no_wrap=True)
-    runs.add_column("kind")
-    for name in ("items\nanswered", "acc %", "J/query", "active\nparams"):
-        runs.add_column(name, justify="right")
-    runs.add_column("energy", overflow="fold")
-    for c in report.candidates:
-        runs.add_row(
-            c.name + (" ★" if c.name == report.reference else ""),
-            "external (stated)" if c.kind == "external" else "measured run",
-            str(c.items_answered),
-            pct(c.accuracy),
-            num(c.energy_per_query_j),
-            si(c.active_params, "") if c.active_params else "unknown",
-            label(c.energy_label),
-        )
-    console.print(runs)
-
-    cov = report.coverage
-    coverage = Table(
-        title=f"coverage of the {cov.n_items} items (≥ 1 model correct)",
-        header_style="bold",
-    )
-    coverage.add_column("models", overflow="fold")
-    coverage.add_column("coverage %", justify="right")
-    for s in cov.singles:
-        coverage.add_row(s.models[0], pct(s.coverage))
-    for s in cov.best_by_size[1:-1]:
-        coverage.add_row(f"best {len(s.models)}: " + ", ".join(s.models), pct(s.coverage))
-    if len(cov.models) > 1:
-        coverage.add_row(f"all {len(cov.models)}", est(cov.everything, percent=True))
-    console.print(coverage)
-
-    price = f"${report.usd_per_kwh:g}/kWh" + (" (default)" if report.usd_per_kwh_default else "")
-    outcomes = Table(
-        title=f"routing against always-{report.reference} ({price} for local energy; "
-        f"compute = 2 × active params × {report.tokens_basis})",
-        header_style="bold",
-    )
-    outcomes.add_column("policy", no_wrap=True)
-    for name in ("acc %", "to ref %", "energy", "energy\nsaved %", "compute\nsaved %", "cost",
-                 "cost\nsaved %"):  # fmt: skip
-        outcomes.add_column(name, justify="right")
-    outcomes.add_column("energy label", overflow="fold")
-    for o in report.outcomes:
-        outcomes.add_row(
-            o.policy,
-            est(o.accuracy, percent=True),
-            pct(o.reference_share, 0),
-            si(o.energy_j, "J"),
-            est(o.energy_saved, percent=True),
-            est(o.compute_saved, percent=True) if o.compute_saved else "unknown",
-            usd(o.cost_usd),
-            est(o.cost_saved, percent=True),
-            label(o.energy_label),
-        )
-    console.print(outcomes)
-
-    curves = Table(
-        title="accuracy against the share sent to the reference (RouteLLM's view) and against "
-        "joules (perwatt's)",
-        header_style="bold",
-    )
-    curves.add_column("to ref %", justify="right")
-    fixed = [c for c in report.curves if c.name != "learned"]
-    for c in fixed:
-        curves.add_column(f"{c.name}\nacc %", justify="right")
-        curves.add_column(f"{c.name}\nenergy", justify="right")
-    for k in range(0, len(fixed[0].points), 2):
-        row = [pct(fixed[0].points[k].reference_share, 0)]
-        for c in fixed:
-            row += [pct(c.points[k].accuracy), si(c.points[k].energy_j, "J")]
-        curves.add_row(*row)
-    console.print(curves)
-    for c in fixed:
-        console.print(Text(f"{c.name}: {c.description}", style="dim"))
-    labels = sorted({f"{c.name} {c.energy_label}" for c in report.candidates})
-    console.print(Text("energy in curves and frontier: " + "; ".join(labels), style="dim"))
-
-    if report.frontier:
-        front = Table(title="accuracy against joules: oracle routing over subsets (Pareto "
-                      "frontier)", header_style="bold")  # fmt: skip
-        front.add_column("models", overflow="fold")
-        front.add_column("acc %", justify="right")
-        front.add_column("energy", justify="right")
-        for f in report.frontier:
-            front.add_row(", ".join(f.models), pct(f.accuracy), si(f.energy_j, "J"))
-        console.print(front)
-
-    if learned is not None:
-        table = Table(
-            title=f"learned router: {learned.embedding}, {learned.classifier}, "
-            f"{learned.folds}-fold cross-validation",
-            header_style="bold",
-        )
-        table.add_column("model", no_wrap=True)
-        for name in ("correct", "base rate %", "CV acc %", "CV AUC"):
-            table.add_column(name, justify="right")
-        for s in learned.scores:
-            table.add_row(s.name, str(s.n_correct), pct(s.base_rate), pct(s.cv_accuracy),
-                          num(s.cv_auc))  # fmt: skip
-        console.print(table)
-        curve = Table(title="learned router, out of fold, by P(correct) threshold",
-                      header_style="bold")  # fmt: skip
-        for name in ("threshold", "to ref %", "acc %", "energy", "cost"):
-            curve.add_column(name, justify="right")
-        for t, p in zip(learned.thresholds, learned.threshold_points, strict=True):
-            if round(t * 100) % 10 == 0:
-                curve.add_row(f"{t:g}", pct(p.reference_share, 0), pct(p.accuracy),
-                              si(p.energy_j, "J"), usd(p.cost_usd))  # fmt: skip
-        console.print(curve)
-    console.print(
-        Text(
-            f"[a–b]: 95% {report.bootstrap}, {report.resamples} resamples, seed {report.seed}. "
-            "α router: the oracle's choice with probability α, else another candidate "
-            "uniformly at random (exact expectation).",
-            style="dim",
-        )
-    )
-    notes(report.notes)
-    if report.mixed_energy_labels:
-        console.print("[yellow]warning: estimated and measured energy are mixed in this "
-                      "table[/yellow]")  # fmt: skip

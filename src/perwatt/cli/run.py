@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
-from perwatt.cli._app import app, console
+from perwatt.cli._app import app, console, print_sweep, say
 from perwatt.cli.report import print_report, write_html
 from perwatt.config import RunSpec
+from perwatt.energy.sources import DEFAULT_IDLE_WATTS_PER_CORE, DEFAULT_WATTS_PER_CORE
 from perwatt.errors import PerwattError
+
+# Flags whose name is not their RunSpec field's; every other flag is its field, dashed.
+FLAGS: dict[str, str] = {
+    "models": "--model",
+    "warmup_requests": "--warmup",
+    "request_timeout_s": "--timeout",
+    "duration_s": "--duration",
+    "sample_interval_s": "--sample-interval",
+    "n_threads": "--threads",
+    "n_ctx": "--ctx",
+    "n_batch": "--batch",
+    "slo_ttft_s": "--slo",
+    "slo_e2e_s": "--slo",
+    "bootstrap_resamples": "--resamples",
+}
+
+
+def _default(field: str) -> Any:
+    """The default of a RunSpec field: flags restate no default of their own."""
+    return RunSpec.model_fields[field].default
+
+
+def flag_for(field: str) -> str:
+    """The command-line flag that sets RunSpec `field`."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 @app.command()
@@ -27,20 +53,32 @@ def run(
         int | None,
         typer.Option(help="With --endpoint: the server's pid, so energy covers it only."),
     ] = None,
-    api: Annotated[str, typer.Option(help="With --endpoint: chat or completions.")] = "chat",
-    workload: Annotated[str, typer.Option(help="Workload name.")] = "reasoning-gym",
+    api: Annotated[str, typer.Option(help="With --endpoint: chat or completions.")] = _default(
+        "api"
+    ),
+    workload: Annotated[
+        str,
+        typer.Option(
+            help="reasoning-gym[:tier|tasks], gsm8k, math500, mmlu-pro, gpqa, simpleqa, "
+            "natural-reasoning, wildchat, or file:MAPPING (see README)."
+        ),
+    ] = _default("workload"),
     data_file: Annotated[
         Path | None, typer.Option(help="Dataset file (a hub dataset offline, or your own).")
     ] = None,
-    limit: Annotated[int, typer.Option(help="Items per model.")] = 50,
-    seed: Annotated[int, typer.Option(help="Seed for the workload, sampling and bootstrap.")] = 0,
+    limit: Annotated[int, typer.Option(help="Items per model.")] = _default("limit"),
+    seed: Annotated[
+        int, typer.Option(help="Seed for the workload, sampling and bootstrap.")
+    ] = _default("seed"),
     out: Annotated[
         Path | None, typer.Option(help="Run directory (one model) or parent of one per model.")
     ] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where runs go when --out is not given.")] = Path(
-        "runs"
-    ),
-    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+    runs_dir: Annotated[
+        Path, typer.Option(help="Where runs go when --out is not given.")
+    ] = _default("runs_dir"),  # noqa: B008
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in --out.")
+    ] = False,
     concurrency: Annotated[
         str, typer.Option(help="Requests in flight at once; a list (1,2,4) sweeps the levels.")
     ] = "1",
@@ -50,7 +88,7 @@ def run(
     ] = None,
     burstiness: Annotated[
         float, typer.Option(help="With --rate: gamma shape of inter-arrivals (1 = Poisson).")
-    ] = 1.0,
+    ] = _default("burstiness"),
     max_in_flight: Annotated[
         int | None, typer.Option(help="With --rate: cap on requests in flight.")
     ] = None,
@@ -60,31 +98,56 @@ def run(
     slo: Annotated[
         str | None, typer.Option(help="Latency objective for goodput, e.g. ttft=0.5,e2e=5.")
     ] = None,
-    max_tokens: Annotated[int, typer.Option(help="Token limit per answer.")] = 256,
-    timeout: Annotated[float, typer.Option(help="Seconds allowed per request.")] = 300.0,
-    warmup: Annotated[int, typer.Option(help="Unrecorded warm-up requests.")] = 1,
-    idle_seconds: Annotated[float, typer.Option(help="Idle-baseline duration.")] = 10.0,
-    sample_interval: Annotated[float, typer.Option(help="Energy sampling interval (s).")] = 0.05,
+    max_tokens: Annotated[int, typer.Option(help="Token limit per answer.")] = _default(
+        "max_tokens"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds allowed per request.")] = _default(
+        "request_timeout_s"
+    ),
+    warmup: Annotated[int, typer.Option(help="Unrecorded warm-up requests.")] = _default(
+        "warmup_requests"
+    ),
+    idle_seconds: Annotated[float, typer.Option(help="Idle-baseline duration (s).")] = _default(
+        "idle_seconds"
+    ),
+    sample_interval: Annotated[
+        float, typer.Option(help="Energy sampling interval (s).")
+    ] = _default("sample_interval_s"),
     energy: Annotated[
         str, typer.Option(help="auto (hardware counters when present, else estimate) or estimate.")
-    ] = "auto",
+    ] = _default("energy"),
     attribution: Annotated[
         str, typer.Option(help="Share slice energy equally or by tokens (equal|tokens).")
-    ] = "equal",
+    ] = _default("attribution"),
     prometheus: Annotated[
         list[str] | None,
         typer.Option(help="Scrape an exporter you run: URL;METRIC{labels};UNIT (repeatable)."),
     ] = None,
     cpu_watts_per_core: Annotated[
-        float | None, typer.Option(help="Estimator: watts per busy core (default documented).")
+        float | None,
+        typer.Option(
+            help=f"Estimator: watts per busy core (default {DEFAULT_WATTS_PER_CORE:g}; "
+            "docs/energy.md)."
+        ),
     ] = None,
     cpu_idle_watts: Annotated[
-        float | None, typer.Option(help="Estimator: the machine's idle share in watts.")
+        float | None,
+        typer.Option(
+            help=f"Estimator: the machine's idle share in watts (default "
+            f"{DEFAULT_IDLE_WATTS_PER_CORE:g} per logical CPU)."
+        ),
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port for the managed server.")] = None,
-    threads: Annotated[int, typer.Option(help="Managed server threads (0: all cores).")] = 0,
-    ctx: Annotated[int, typer.Option(help="Managed server context size.")] = 2048,
-    batch: Annotated[int, typer.Option(help="Managed server batch size (n_batch).")] = 512,
+    threads: Annotated[int, typer.Option(help="Managed server threads (0: all cores).")] = (
+        _default("n_threads")
+    ),
+    ctx: Annotated[int, typer.Option(help="Managed server context size.")] = _default("n_ctx"),
+    batch: Annotated[int, typer.Option(help="Managed server batch size (n_batch).")] = _default(
+        "n_batch"
+    ),
+    resamples: Annotated[
+        int, typer.Option(help="Bootstrap resamples for the intervals.")
+    ] = _default("bootstrap_resamples"),
     html: Annotated[
         Path | None, typer.Option(help="Also write the HTML report of these runs here.")
     ] = None,
@@ -124,6 +187,7 @@ def run(
             n_threads=threads,
             n_ctx=ctx,
             n_batch=batch,
+            bootstrap_resamples=resamples,
         )
     except ValidationError as exc:
         raise PerwattError(_validation_message(exc)) from None
@@ -147,35 +211,15 @@ def run(
         for name in level.models:
             outcome = run_model(level, name, console)
             run_dirs.append(outcome.run_dir)
-            console.print(
-                f"[dim]{name} ({level.load_label()}): run written to {outcome.run_dir}[/dim]"
-            )
+            say(f"{name} ({level.load_label()}): run written to {outcome.run_dir}", "dim")
+    from perwatt.store import read_run
+
     if sweep:
-        _print_sweep(run_dirs, base / "sweep.json")
+        print_sweep(run_dirs, base / "sweep.json")
     else:
-        print_report(run_dirs)
+        print_report([read_run(d) for d in run_dirs])
     if html is not None:
-        write_html(run_dirs, html)
-
-
-def _print_sweep(run_dirs: list[Path], json_path: Path) -> None:
-    """One row per load level and model; the same rows as JSON for an energy-vs-load curve."""
-    import dataclasses
-
-    from perwatt.analysis.runs import summarize_run
-    from perwatt.report.terminal import energy_notes, sweep_table
-    from perwatt.store.rundir import read_run, write_json
-
-    summaries = [summarize_run(read_run(d)) for d in run_dirs]
-    console.print(sweep_table(summaries))
-    for note in energy_notes(summaries):
-        console.print(f"[dim]energy: {note}[/dim]")
-    rows = [
-        {"run_dir": str(d)} | dataclasses.asdict(s)
-        for d, s in zip(run_dirs, summaries, strict=True)
-    ]
-    write_json(json_path, rows)
-    console.print(f"[dim]sweep table written to {json_path}[/dim]")
+        write_html([read_run(d) for d in run_dirs], html)
 
 
 def _load_levels(spec: RunSpec, concurrency: str, rate: str | None) -> list[RunSpec]:
@@ -218,8 +262,11 @@ def _parse_slo(text: str | None) -> dict[str, float]:
 
 
 def _validation_message(exc: ValidationError) -> str:
+    """The first problem pydantic found, naming the flag the user typed."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
+    loc = first.get("loc", ())
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    option = f"--{where.replace('_', '-')}" if where else "settings"
-    return message if message.startswith("--") else f"{option}: {message}"
+    option = flag_for(str(loc[0])) if loc else "settings"
+    if message.startswith("--"):
+        return message
+    return f"{option}: {message}"

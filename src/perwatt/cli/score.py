@@ -22,22 +22,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from perwatt.cli._app import app, console
+from perwatt.cli._app import app, console, say
 from perwatt.errors import PerwattError
 
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".csv")
-SCORES_FILE = "scores.parquet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +67,6 @@ def score(
     in_place: Annotated[
         bool, typer.Option("--in-place", help="Update the run directory itself.")
     ] = False,
-    data_file: Annotated[
-        Path | None, typer.Option(help="The workload's data, if not where the run found it.")
-    ] = None,
     workload: Annotated[
         str | None, typer.Option(help="With --outputs: the workload the outputs answer.")
     ] = None,
@@ -105,20 +97,18 @@ def score(
     ] = None,
 ) -> None:
     """Score recorded responses again, with another scorer, without calling the model."""
-    from perwatt.scoring import check_scorer
+    from perwatt.scoring import get_scorer
 
     if scorer is not None:
-        check_scorer(scorer)
+        get_scorer(scorer)
     judge = JudgeOptions(
         judge_model, judge_endpoint, judge_api, judge_max_tokens, judge_concurrency,
         judge_timeout, judge_cache,
     )  # fmt: skip
     _check_judge_options(judge)
     if outputs is not None:
-        if run_dir is not None or in_place or data_file is not None:
-            raise PerwattError(
-                "--outputs scores a file: give no RUN_DIR, --in-place or --data-file"
-            )
+        if run_dir is not None or in_place:
+            raise PerwattError("--outputs scores a file: give no RUN_DIR or --in-place")
         if workload is None:
             raise PerwattError("--outputs needs --workload NAME (the workload the outputs answer)")
         _score_outputs(outputs, workload, mapping, scorer, out, judge)
@@ -129,7 +119,7 @@ def score(
         raise PerwattError("--workload and --mapping go with --outputs; a run names its workload")
     if in_place and out is not None:
         raise PerwattError("--in-place and --out exclude each other")
-    _score_run(run_dir, scorer, out, in_place, data_file, judge)
+    _score_run(run_dir, scorer, out, in_place, judge)
 
 
 # --- a run directory ----------------------------------------------------------------------------
@@ -140,13 +130,20 @@ def _score_run(
     scorer: str | None,
     out: Path | None,
     in_place: bool,
-    data_file: Path | None,
     judge: JudgeOptions,
 ) -> None:
-    from perwatt.analysis.runs import summarize_run
+    from perwatt.analysis.summaries import compute_summaries
     from perwatt.cli.report import print_report
     from perwatt.scoring.rescore import rescore_records
-    from perwatt.store.rundir import RunData, read_run, records_table, write_json, write_table
+    from perwatt.store import (
+        RunData,
+        ScoringEntry,
+        check_requests,
+        read_run,
+        records_table,
+        scores_table,
+        write_rescored,
+    )
 
     run = read_run(run_dir)
     tag = scorer or "rescored"
@@ -154,63 +151,48 @@ def _score_run(
     if target is not None:
         _check_target(target)
     records = run.records()
-    items = _items_for(run, records, scorer, data_file)
+    items = _items_for(run, records, scorer)
     with _judge_settings(judge) as settings:
         result = rescore_records(records, items, scorer=scorer, judge=settings)
-    before = sum(bool(r.correct) and r.status == "ok" for r in records)
-    after = sum(bool(r.correct) and r.status == "ok" for r in result.records)
+    before = sum(bool(r.correct) for r in records)
+    after = sum(bool(r.correct) for r in result.records)
     changed = sum(a.correct != b.correct for a, b in zip(records, result.records, strict=True))
     unscored = sum(r.correct is None for r in result.records)
-    entry = {
-        "scorer": scorer or "each workload's own",
-        "scored_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": {"run_id": run.run_id, "path": str(run_dir)},
-        "rows": len(records),
-        "correct_before": before,
-        "correct_after": after,
-        "changed": changed,
-        "unscored": unscored,
-        "judge": _judge_record(result.details, result.judge, judge),
-    }
-    details = _details_table(result.details)
+    entry = ScoringEntry(
+        scorer=scorer or "each item's own",
+        scored_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        source_run_id=run.run_id,
+        source_path=str(run_dir),
+        rows=len(records),
+        correct_before=before,
+        correct_after=after,
+        changed=changed,
+        unscored=unscored,
+        judge=_judge_record(result.details, result.judge, judge),
+    )
+    details = scores_table(result.details)
     rescored = result.records
     if target is not None and target.suffix.lower() in TABLE_SUFFIXES:
         _write_scored_table(target, records_table(rescored), details)
         written = target
     else:
-        manifest = dict(run.manifest)
+        update: dict[str, Any] = {"scoring": [*run.manifest.scoring, entry]}
         if target is not None:
-            new_id = f"{run.run_id}.{tag}"
-            rescored = [dataclasses.replace(r, run_id=new_id) for r in rescored]
-            manifest["run_id"] = new_id
-        manifest["scoring"] = [*run.manifest.get("scoring", []), entry]
-        table = records_table(rescored)
+            update["run_id"] = f"{run.run_id}.{tag}"
+            rescored = [dataclasses.replace(r, run_id=update["run_id"]) for r in rescored]
+        manifest = run.manifest.model_copy(update=update)
         destination = run_dir if target is None else target
-        summary = summarize_run(RunData(destination, manifest, table, run.power))
-        if target is None:
-            # The manifest goes last: its presence says the other files are whole.
-            write_table(run_dir / SCORES_FILE, details)
-            write_table(run_dir / "requests.parquet", table)
-            write_json(run_dir / "summary.json", summary)
-            write_json(run_dir / "manifest.json", manifest)
-        else:
-            _write_run_dir(target, table, run.power, details, summary, manifest)
-        written = destination
-    console.print(
-        f"re-scored {len(records)} rows with {entry['scorer']}: {before} → {after} correct "
-        f"({changed} changed, {unscored} unscored); written to {written}",
-        highlight=False,
-        soft_wrap=True,
-    )
+        table = check_requests(records_table(rescored), destination)
+        (summary,) = compute_summaries([RunData(destination, manifest, table, run.power)])
+        written = write_rescored(run_dir, target, rescored, details, manifest, summary)
+    say(f"re-scored {len(records)} rows with {entry.scorer}: {before} → {after} correct "
+        f"({changed} changed, {unscored} unscored); written to {written}")  # fmt: skip
     if result.judge is not None:
         stats = result.judge
-        console.print(
-            f"judge: {stats.requests} requests, {stats.cache_hits} verdicts from the cache, "
-            f"{stats.failures} failed",
-            highlight=False,
-        )
+        say(f"judge: {stats.requests} requests, {stats.cache_hits} verdicts from the cache, "
+            f"{stats.failures} failed")  # fmt: skip
     if written.is_dir():
-        print_report([written])
+        print_report([read_run(written)])
 
 
 def _check_target(target: Path) -> None:
@@ -222,76 +204,37 @@ def _check_target(target: Path) -> None:
         raise PerwattError(f"{target} already exists; choose another --out")
 
 
-def _items_for(
-    run: Any, records: Sequence[Any], scorer: str | None, data_file: Path | None
-) -> dict[str, Any]:
-    """The items the run answered, rebuilt from its manifest; or, when its data cannot be read
-    and the scorer needs only the references, items made from the rows."""
+def _items_for(run: Any, records: Sequence[Any], scorer: str | None) -> dict[str, Any]:
+    """The items the run answered, from its items.parquet (the exact questions and references
+    it was run with). A run written before perwatt kept items.parquet can still be re-scored by
+    a scorer that needs only the references in its rows."""
     from perwatt.records import Item
     from perwatt.scoring.rescore import needs_questions
-    from perwatt.workloads import load_workload
+    from perwatt.workloads import split_name
 
-    config = run.manifest.get("config", {})
-    workload = str(run.manifest.get("workload") or config.get("workload") or "")
-    recorded = config.get("data_file")
-    source = data_file or (Path(recorded) if recorded else None)
+    stored = run.items()
+    if stored is not None:
+        items = {i.item_id: i for i in stored}
+        missing = [r.item_id for r in records if r.item_id not in items]
+        if missing:
+            raise PerwattError(f"{run.path}: item '{missing[0]}' of its rows is not in its "
+                               "items.parquet")  # fmt: skip
+        return items
+    try:
+        default = split_name(run.manifest.workload)[0].scorer
+    except PerwattError:
+        default = ""
     fallback = {
-        r.item_id: Item(r.item_id, r.workload, r.task, r.domain, "", r.reference) for r in records
+        r.item_id: Item(r.item_id, r.workload, r.task, r.domain, "", r.reference, scorer=default)
+        for r in records
     }
-    try:
-        loaded = load_workload(
-            workload,
-            limit=max(int(config.get("limit", len(records))), 1),
-            seed=int(run.manifest.get("seed", config.get("seed", 0))),
-            data_file=source,
+    if needs_questions(scorer, list(fallback.values())):
+        raise PerwattError(
+            f"{run.path} has no items.parquet (it was written by an older perwatt), and this "
+            "scorer needs the questions; pass --scorer numeric, exact or math"
         )
-    except PerwattError as exc:
-        if needs_questions(scorer, list(fallback.values())):
-            raise PerwattError(
-                f"cannot rebuild the items of {run.path} ({exc}); this scorer needs them"
-            ) from None
-        console.print(
-            f"[dim]items not rebuilt ({exc}); scoring against the references in the rows[/dim]",
-            soft_wrap=True,
-        )
-        return fallback
-    items = {i.item_id: i for i in loaded}
-    for record in records:
-        item = items.get(record.item_id)
-        if item is None:
-            raise PerwattError(
-                f"item '{record.item_id}' of {run.path} is not in the workload's data any more; "
-                "give the run's data with --data-file PATH"
-            )
-        if item.reference != record.reference:
-            raise PerwattError(
-                f"item '{record.item_id}' has reference {item.reference!r} in the data but "
-                f"{record.reference!r} in the run: the data changed; give the run's data with "
-                "--data-file PATH"
-            )
-    return items
-
-
-def _write_run_dir(
-    target: Path, table: Any, power: Any, details: Any, summary: Any, manifest: dict[str, Any]
-) -> None:
-    """Build the new run directory under a temporary name, then rename it into place."""
-    from perwatt.store.rundir import write_json, write_table
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write_table(staging / "requests.parquet", table)
-        write_table(staging / "power.parquet", power)
-        write_table(staging / SCORES_FILE, details)
-        write_json(staging / "summary.json", summary)
-        write_json(staging / "manifest.json", manifest)
-        if target.exists():
-            target.rmdir()  # checked empty above
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    say("this run has no items.parquet: scoring against the references in its rows", "dim")
+    return fallback
 
 
 # --- a file of outputs ---------------------------------------------------------------------------
@@ -300,69 +243,42 @@ def _write_run_dir(
 def _score_outputs(
     path: Path, workload: str, mapping: str, scorer: str | None, out: Path | None, judge: Any
 ) -> None:
-    from perwatt.scoring import DEFAULT_SCORERS
+    from perwatt.report.terminal import agreement_table
     from perwatt.scoring.rescore import score_outputs
     from perwatt.workloads import split_name
     from perwatt.workloads.outputs import read_outputs
 
-    base, _ = split_name(workload)
-    if scorer is None and base not in DEFAULT_SCORERS:
-        raise PerwattError(f"the {base} workload has no default scorer here: pass --scorer NAME")
+    info, _ = split_name(workload)
+    name = scorer or info.scorer
+    if not name:
+        raise PerwattError(f"the {info.name} workload has no default scorer: pass --scorer NAME")
     if out is not None:
         if out.suffix.lower() not in TABLE_SUFFIXES:
             raise PerwattError(f"--out for --outputs is a table file ({', '.join(TABLE_SUFFIXES)})")
         _check_target(out)
     rows, used = read_outputs(path, mapping)
     with _judge_settings(judge) as settings:
-        scored, stats = score_outputs(rows, base, scorer=scorer, judge=settings)
-    name = scorer or DEFAULT_SCORERS[base]
-    console.print(
-        f"{len(scored)} responses in {path} scored with {name} "
-        f"(reference={used.reference}, response={used.response}"
-        + (f", label={used.label}" if used.label else "")
-        + ")",
-        highlight=False,
-        soft_wrap=True,
-    )
-    console.print(_agreement_table(scored))
+        scored, stats = score_outputs(rows, info.name, scorer=name, judge=settings)
+    say(f"{len(scored)} responses in {path} scored with {name} (reference={used.reference}, "
+        f"response={used.response}" + (f", label={used.label}" if used.label else "") + ")")
+    console.print(agreement_table(scored))
     labelled = [s for s in scored if s.row.label is not None and s.detail.correct is not None]
     if labelled:
         agree = sum(s.row.label == s.detail.correct for s in labelled)
-        console.print(
-            f"agreement with the file's labels: {agree:,} / {len(labelled):,} "
-            f"({100 * agree / len(labelled):.2f}%)",
-            highlight=False,
-        )
+        say(f"agreement with the file's labels: {agree:,} / {len(labelled):,} "
+            f"({100 * agree / len(labelled):.2f}%)")  # fmt: skip
     if stats is not None:
-        console.print(
-            f"judge: {stats.requests} requests, {stats.cache_hits} verdicts from the cache, "
-            f"{stats.failures} failed",
-            highlight=False,
-        )
+        say(f"judge: {stats.requests} requests, {stats.cache_hits} verdicts from the cache, "
+            f"{stats.failures} failed")  # fmt: skip
     if out is not None:
         _write_outputs_table(out, scored)
-        console.print(f"scored table written to {out}", highlight=False, soft_wrap=True)
-
-
-def _agreement_table(scored: Sequence[Any]) -> Table:
-    from perwatt.scoring.rescore import agreement_by_model
-
-    table = Table(title="accuracy per model", header_style="bold")
-    for name in ("model", "n", "perwatt acc %", "labelled acc %", "agreement %"):
-        table.add_column(name, justify="left" if name == "model" else "right")
-    for m in agreement_by_model(scored):
-        table.add_row(
-            m.model,
-            str(m.n),
-            f"{100 * m.accuracy:.1f}",
-            "–" if m.labelled_accuracy is None else f"{100 * m.labelled_accuracy:.1f}",
-            "–" if m.agreement is None else f"{100 * m.agreement:.2f}",
-        )
-    return table
+        say(f"scored table written to {out}")
 
 
 def _write_outputs_table(path: Path, scored: Sequence[Any]) -> None:
     import pyarrow as pa
+
+    from perwatt.store import SCORE_SCHEMA
 
     rows = []
     for s in scored:
@@ -379,13 +295,7 @@ def _write_outputs_table(path: Path, scored: Sequence[Any]) -> None:
                 **detail,
             }
         )
-    _write_any(path, pa.Table.from_pylist(rows, schema=_outputs_schema()))
-
-
-def _outputs_schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema(
+    schema = pa.schema(
         [
             ("line", pa.string()),
             ("model", pa.string()),
@@ -393,40 +303,10 @@ def _outputs_schema() -> Any:
             ("reference", pa.string()),
             ("response", pa.string()),
             ("label", pa.bool_()),
-            *_detail_fields(skip=("request_id",)),
+            *(f for f in SCORE_SCHEMA if f.name != "request_id"),
         ]
     )
-
-
-# --- tables --------------------------------------------------------------------------------------
-
-
-def _detail_fields(skip: Sequence[str] = ()) -> list[tuple[str, Any]]:
-    import pyarrow as pa
-
-    fields = [
-        ("request_id", pa.int64()),
-        ("item_id", pa.string()),
-        ("scorer", pa.string()),
-        ("answer", pa.string()),
-        ("correct", pa.bool_()),
-        ("score", pa.float64()),
-        ("judge_model", pa.string()),
-        ("judge_endpoint", pa.string()),
-        ("judge_template", pa.string()),
-        ("judge_prompt", pa.string()),
-        ("judge_output", pa.string()),
-        ("judge_verdict", pa.string()),
-        ("judge_cached", pa.bool_()),
-    ]
-    return [f for f in fields if f[0] not in skip]
-
-
-def _details_table(details: Sequence[Any]) -> Any:
-    import pyarrow as pa
-
-    schema = pa.schema(_detail_fields())
-    return pa.Table.from_pylist([dataclasses.asdict(d) for d in details], schema=schema)
+    _write_any(path, pa.Table.from_pylist(rows, schema=schema))
 
 
 def _write_scored_table(path: Path, requests: Any, details: Any) -> None:
@@ -439,29 +319,25 @@ def _write_scored_table(path: Path, requests: Any, details: Any) -> None:
 
 
 def _write_any(path: Path, table: Any) -> None:
-    """Write a table as Parquet, JSONL or CSV, under a temporary name first."""
+    """Write a table as Parquet, JSONL or CSV, atomically."""
     import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
 
-    from perwatt.store.rundir import write_table
+    from perwatt.files import atomic_write
 
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        write_table(path, table)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        if suffix == ".csv":
+
+    def write(tmp: Path) -> None:
+        if suffix == ".parquet":
+            pq.write_table(table, tmp)
+        elif suffix == ".csv":
             pacsv.write_csv(table, tmp)
         else:
             with open(tmp, "w", encoding="utf-8") as handle:
                 for row in table.to_pylist():
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 # --- the judge -----------------------------------------------------------------------------------

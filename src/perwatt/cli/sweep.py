@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from perwatt.cli._app import app, console
+from perwatt.cli._app import app, console, print_sweep
 from perwatt.errors import PerwattError
 
 if TYPE_CHECKING:
@@ -86,37 +86,16 @@ def _print_sweep_table(loaded: Sweep, outcome: SweepOutcome) -> None:
     The load column also names the cell's other coordinates (hardware or endpoint, workload,
     server settings) where the grid varies them, so two cells never share a row label.
     """
-    import dataclasses
-
-    from perwatt.analysis.runs import summarize_run
-    from perwatt.report.terminal import energy_notes, sweep_table
-    from perwatt.store.rundir import read_run, write_json
-
     several_workloads = len({c.workload for c in loaded.cells}) > 1
-    summaries = [summarize_run(read_run(o.run_dir)) for o in outcome.finished]
-    labelled = []
-    for done, summary in zip(outcome.finished, summaries, strict=True):
+    labels, extra = [], []
+    for done in outcome.finished:
         cell = done.cell
         where = [cell.target, cell.workload if several_workloads else None, cell.server]
-        label = " · ".join([summary.load, *(p for p in where if p)])
-        labelled.append(dataclasses.replace(summary, load=label))
-    console.print(sweep_table(labelled))
-    for note in energy_notes(summaries):
-        console.print(f"[dim]energy: {note}[/dim]")
-    rows = [
-        {
-            "cell_id": done.cell.cell_id,
-            "run_dir": str(done.run_dir),
-            "target": done.cell.target,
-            "server": done.cell.server,
-            "resources": done.cell.request.as_ray(),
-        }
-        | dataclasses.asdict(summary)
-        for done, summary in zip(outcome.finished, summaries, strict=True)
-    ]
-    path = loaded.store / "sweep.json"
-    write_json(path, rows)
-    console.print(f"[dim]sweep table written to {path}[/dim]", highlight=False)
+        labels.append(" · ".join([cell.spec.load_label(), *(p for p in where if p)]))
+        extra.append({"cell_id": cell.cell_id, "target": cell.target, "server": cell.server,
+                      "resources": cell.request.as_ray()})  # fmt: skip
+    print_sweep([o.run_dir for o in outcome.finished], loaded.store / "sweep.json",
+                labels=labels, extra=extra)  # fmt: skip
 
 
 def _plan_table(loaded: Sweep) -> Table:

@@ -20,7 +20,8 @@ from rich.console import Console
 
 from perwatt.distributed.spec import Cell, Sweep
 from perwatt.errors import PerwattError
-from perwatt.store.rundir import CHECKPOINT_DIR, MANIFEST_FILE, write_json
+from perwatt.files import write_json
+from perwatt.store import run_state
 
 CellStatus = Literal["finished", "partial", "absent"]
 CELLS_FILE = "cells.json"
@@ -67,15 +68,10 @@ class SweepOutcome:
 
 def cell_status(run_dir: Path) -> CellStatus:
     """`finished` (a complete manifest), `partial` (a run to resume) or `absent`."""
-    manifest = run_dir / MANIFEST_FILE
-    if manifest.is_file():
-        try:
-            status = json.loads(manifest.read_text()).get("status")
-        except (OSError, ValueError):
-            status = None
-        # The manifest is written last, so "complete" means the other files are whole.
-        return "finished" if status == "complete" else "partial"
-    if (run_dir / CHECKPOINT_DIR).is_dir():
+    state = run_state(run_dir)
+    if state == "complete":
+        return "finished"
+    if state is not None:
         return "partial"
     if run_dir.exists() and any(run_dir.iterdir()):
         raise PerwattError(

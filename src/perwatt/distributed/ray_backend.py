@@ -48,13 +48,23 @@ from perwatt.distributed.local import (
 from perwatt.distributed.spec import Cell, Sweep
 from perwatt.errors import PerwattError
 from perwatt.redact import redact_argv
-from perwatt.store.rundir import MANIFEST_FILE, POWER_FILE, REQUESTS_FILE, SUMMARY_FILE, read_run
+from perwatt.store import (
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    POWER_FILE,
+    REQUESTS_FILE,
+    SERVER_LOG_FILE,
+    SUMMARY_FILE,
+    read_run,
+)
 
 # Where a node writes the run of a cell in progress (default: the system temp dir).
 SCRATCH_ENV = "PERWATT_SCRATCH"
 # How often the head looks at the cluster while no cell lands (for cells whose node was lost).
 WATCH_INTERVAL_S = 10.0
 _RUN_FILES = (REQUESTS_FILE, POWER_FILE, SUMMARY_FILE, MANIFEST_FILE)
+# Shipped when the run has them (runs of older versions, or of an external endpoint, may not).
+_OPTIONAL_FILES = (ITEMS_FILE, SERVER_LOG_FILE)
 # Resources every Ray node carries that say nothing about the hardware a user asked for.
 _BOOKKEEPING = ("memory", "object_store_memory")
 
@@ -109,13 +119,16 @@ def run_cell_on_node(cell: Cell, command_line: list[str]) -> ShippedRun:
 
 
 def pack_run(run_dir: Path, name: str) -> bytes:
-    """The run directory's four contract files as an uncompressed tar (Parquet is compressed)."""
+    """The run directory's files as an uncompressed tar (Parquet is compressed already)."""
     if cell_status(run_dir) != "finished":
         raise PerwattError(f"the run in {run_dir} is not complete; it is not shipped")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for file in _RUN_FILES:
             tar.add(run_dir / file, arcname=f"{name}/{file}")
+        for file in _OPTIONAL_FILES:
+            if (run_dir / file).is_file():
+                tar.add(run_dir / file, arcname=f"{name}/{file}")
     return buffer.getvalue()
 
 
@@ -143,7 +156,7 @@ def land_run(store: Path, cell_id: str, archive: bytes) -> Path:
     aside: Path | None = None
     try:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-            expected = {cell_id, *(f"{cell_id}/{f}" for f in _RUN_FILES)}
+            expected = {cell_id, *(f"{cell_id}/{f}" for f in (*_RUN_FILES, *_OPTIONAL_FILES))}
             names = set(tar.getnames())
             if not names <= expected or f"{cell_id}/{MANIFEST_FILE}" not in names:
                 raise PerwattError(f"the run shipped for cell {cell_id} is not a run directory")

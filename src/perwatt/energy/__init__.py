@@ -1,7 +1,16 @@
-"""Energy: sources (counters or an estimate), the sampler, the idle baseline, attribution."""
+"""Energy: providers of sources (counters, exporters, an estimate), the sampler, the idle
+baseline and attribution."""
 
 from perwatt.energy.attribution import Attribution, attribute
 from perwatt.energy.idle import IdleBaseline, measure_idle
+from perwatt.energy.providers import (
+    InUse,
+    SourceRequest,
+    in_use,
+    open_sources,
+    probe_all,
+    providers,
+)
 from perwatt.energy.sampler import EnergySampler
 from perwatt.energy.sources import (
     DEFAULT_IDLE_WATTS_PER_CORE,
@@ -11,7 +20,6 @@ from perwatt.energy.sources import (
     EnergySource,
     EnergySourceInfo,
     SourceStatus,
-    available_sources,
 )
 from perwatt.energy.timeline import (
     DomainSeries,
@@ -31,11 +39,16 @@ __all__ = [
     "EnergySource",
     "EnergySourceInfo",
     "IdleBaseline",
+    "InUse",
     "PowerTimeline",
+    "SourceRequest",
     "SourceStatus",
     "TimelineAnomaly",
     "TimelineRow",
     "attribute",
-    "available_sources",
+    "in_use",
     "measure_idle",
+    "open_sources",
+    "probe_all",
+    "providers",
 ]

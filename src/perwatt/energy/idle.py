@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -27,27 +25,17 @@ class IdleBaseline:
     spread_w: dict[str, float] = field(default_factory=dict)
     total_spread_w: float = 0.0
     windows: int = 0
-    duration_s: float = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "duration_s", max(0.0, self.t_end - self.t_start))
+    @property
+    def duration_s(self) -> float:
+        """Length of the baseline window (0 when nothing was sampled in it)."""
+        return max(0.0, self.t_end - self.t_start)
 
     @property
     def total_power_w(self) -> float:
         """Idle power summed over domains."""
         return float(sum(self.power_w.values()))
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> IdleBaseline:
-        """Rebuild from `dataclasses.asdict` output (older checkpoints lack the newer fields)."""
-        return cls(
-            t_start=float(data["t_start"]),
-            t_end=float(data["t_end"]),
-            power_w={str(k): float(v) for k, v in data.get("power_w", {}).items()},
-            spread_w={str(k): float(v) for k, v in data.get("spread_w", {}).items()},
-            total_spread_w=float(data.get("total_spread_w", 0.0)),
-            windows=int(data.get("windows", 0)),
-        )
 
 
 def _window_powers(series: DomainSeries, edges: np.ndarray) -> np.ndarray:

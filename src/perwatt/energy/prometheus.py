@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 import httpx
 
 from perwatt.energy.counters import CounterTracker
-from perwatt.energy.sources import EnergySource, EnergySourceInfo
+from perwatt.energy.sources import (
+    EnergySource,
+    EnergySourceInfo,
+    Provider,
+    SourceRequest,
+    SourceStatus,
+)
 from perwatt.errors import PerwattError
 from perwatt.redact import redact_url
 
@@ -133,3 +139,17 @@ class PrometheusSource(EnergySource):
             ),
             scope="whatever the exporter's series covers",
         )
+
+
+def _probe() -> list[SourceStatus]:
+    return [SourceStatus("prometheus (your exporter)", True,
+                         "scraped when you give --prometheus URL;METRIC{labels};UNIT (DCGM "
+                         "exporter, Kepler, node exporter)", "measured:prometheus")]  # fmt: skip
+
+
+def _open(request: SourceRequest) -> list[EnergySource]:
+    return [PrometheusSource(PrometheusMetric.parse(p), domain=f"prom{i}")
+            for i, p in enumerate(request.prometheus)]  # fmt: skip
+
+
+PROVIDERS = (Provider("prometheus (your exporter)", "exporter", _probe, _open),)

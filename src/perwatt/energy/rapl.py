@@ -9,13 +9,21 @@ run's manifest.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from perwatt.energy.counters import CounterTracker
-from perwatt.energy.sources import EnergySource, EnergySourceInfo
+from perwatt.energy.sources import (
+    EnergySource,
+    EnergySourceInfo,
+    Provider,
+    SourceRequest,
+    SourceStatus,
+)
 from perwatt.errors import PerwattError
 
 POWERCAP = Path("/sys/class/powercap")
@@ -68,3 +76,42 @@ def rapl_zones(root: Path = POWERCAP) -> list[Path]:
     """Readable RAPL zones (packages and their sub-zones), in a stable order."""
     zones = sorted(p for p in root.glob("intel-rapl:*") if (p / "energy_uj").is_file())
     return [z for z in zones if os.access(z / "energy_uj", os.R_OK)]
+
+
+_RAPL = "rapl (CPU package/DRAM)"
+
+
+def _rapl() -> SourceStatus:
+    label = "measured:rapl"
+    zones = sorted(glob.glob("/sys/class/powercap/intel-rapl*/energy_uj"))
+    if not zones:
+        return SourceStatus(
+            _RAPL,
+            False,
+            "no /sys/class/powercap/intel-rapl*: RAPL is not exposed (typical in a VM or "
+            "container)",
+            label,
+        )
+    readable = []
+    for zone in zones:
+        with contextlib.suppress(OSError, ValueError), open(zone) as handle:
+            int(handle.read().strip())
+            readable.append(zone)
+    if not readable:
+        return SourceStatus(
+            _RAPL,
+            False,
+            f"{len(zones)} RAPL zone(s) exist but energy_uj is not readable (root only since "
+            "Linux 5.10; add a udev rule or run as root)",
+            label,
+        )
+    return SourceStatus(_RAPL, True, f"{len(readable)} readable zone(s)", label)
+
+
+def _open(request: SourceRequest) -> list[EnergySource]:
+    return [RaplSource(zone) for zone in rapl_zones()]
+
+
+PROVIDERS = (
+    Provider("rapl (CPU package/DRAM)", "counter", lambda: [_rapl()], _open, order=2),
+)

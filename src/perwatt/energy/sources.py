@@ -9,16 +9,13 @@ idle baseline and attribution never need to know which kind they are reading.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import glob
 import math
 import os
-import platform
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import psutil
 
@@ -321,138 +318,32 @@ class SourceStatus:
     label: str = ""  # how its figures would be labelled
 
 
-def available_sources() -> list[SourceStatus]:
-    """Every energy source perwatt knows, with what this machine offers (for `perwatt doctor`).
-
-    Probing never raises: a library that fails to load or initialise is reported as unavailable
-    with the reason.
-    """
-    return [_nvml(), _amd(), _rapl(), _apple(), _jetson(), _estimate()]
+ProviderKind = Literal["counter", "exporter", "estimate"]
 
 
-_NVML = "nvml (NVIDIA GPU energy counter)"
+@dataclass(frozen=True)
+class SourceRequest:
+    """What a run (or `perwatt meter`) asks of its energy sources."""
+
+    pid: int | None = None  # the process tree the estimate follows (None: the whole machine)
+    scope: str | None = None  # the estimate's scope, in words
+    watts_per_core: float | None = None
+    idle_watts: float | None = None
+    prometheus: tuple[str, ...] = ()  # URL;METRIC{labels};UNIT of the user's exporters
+    prefer_estimate: bool = False  # --energy estimate
 
 
-def _nvml() -> SourceStatus:
-    label = "measured:nvml"
-    try:
-        import pynvml  # type: ignore[import-not-found]
-    except Exception:
-        pynvml = None
-    if pynvml is not None:
-        try:
-            pynvml.nvmlInit()
-            try:
-                count = int(pynvml.nvmlDeviceGetCount())
-            finally:
-                pynvml.nvmlShutdown()
-        except Exception as exc:
-            return SourceStatus(_NVML, False, f"pynvml present but NVML failed: {exc}", label)
-        return _nvml_count(count, label)
-    lib = ctypes.util.find_library("nvidia-ml")
-    if lib is None:
-        detail = "libnvidia-ml not found: no NVIDIA driver on this machine"
-        return SourceStatus(_NVML, False, detail, label)
-    try:
-        nvml = ctypes.CDLL(lib)
-        if nvml.nvmlInit_v2() != 0:
-            return SourceStatus(_NVML, False, "nvmlInit failed (driver not loaded?)", label)
-        count = ctypes.c_uint(0)
-        status = nvml.nvmlDeviceGetCount_v2(ctypes.byref(count))
-        nvml.nvmlShutdown()
-    except (OSError, AttributeError) as exc:
-        return SourceStatus(_NVML, False, f"cannot use {lib}: {exc}", label)
-    if status != 0:
-        return SourceStatus(_NVML, False, f"nvmlDeviceGetCount failed (status {status})", label)
-    return _nvml_count(count.value, label)
+@dataclass(frozen=True)
+class Provider:
+    """One kind of energy source. `exclusive`: when it opens anything, nothing else is used
+    (a system-on-chip's counters cover the whole chip). Counters are tried in `order`."""
 
-
-def _nvml_count(count: int, label: str) -> SourceStatus:
-    if count == 0:
-        return SourceStatus(_NVML, False, "NVML loads but sees no GPU", label)
-    return SourceStatus(
-        _NVML, True, f"{count} GPU(s); total-energy counter needs Volta or newer", label
-    )
-
-
-_AMD = "amdsmi (AMD GPU energy)"
-
-
-def _amd() -> SourceStatus:
-    label = "measured:amdsmi"
-    try:
-        import amdsmi  # type: ignore[import-not-found]
-    except Exception as exc:  # ImportError, or OSError when the ROCm library is missing
-        detail = "amdsmi not installed (no ROCm)" if isinstance(exc, ImportError) else str(exc)
-        return SourceStatus(_AMD, False, detail, label)
-    try:
-        amdsmi.amdsmi_init()
-        try:
-            count = len(amdsmi.amdsmi_get_processor_handles())
-        finally:
-            amdsmi.amdsmi_shut_down()
-    except Exception as exc:
-        return SourceStatus(_AMD, False, f"amdsmi present but failed: {exc}", label)
-    if count == 0:
-        return SourceStatus(_AMD, False, "amdsmi loads but sees no AMD GPU", label)
-    return SourceStatus(_AMD, True, f"{count} AMD GPU(s)", label)
-
-
-_RAPL = "rapl (CPU package/DRAM)"
-
-
-def _rapl() -> SourceStatus:
-    label = "measured:rapl"
-    zones = sorted(glob.glob("/sys/class/powercap/intel-rapl*/energy_uj"))
-    if not zones:
-        return SourceStatus(
-            _RAPL,
-            False,
-            "no /sys/class/powercap/intel-rapl*: RAPL is not exposed (typical in a VM or "
-            "container)",
-            label,
-        )
-    readable = []
-    for zone in zones:
-        with contextlib.suppress(OSError, ValueError), open(zone) as handle:
-            int(handle.read().strip())
-            readable.append(zone)
-    if not readable:
-        return SourceStatus(
-            _RAPL,
-            False,
-            f"{len(zones)} RAPL zone(s) exist but energy_uj is not readable (root only since "
-            "Linux 5.10; add a udev rule or run as root)",
-            label,
-        )
-    return SourceStatus(_RAPL, True, f"{len(readable)} readable zone(s)", label)
-
-
-_APPLE = "apple silicon (powermetrics)"
-
-
-def _apple() -> SourceStatus:
-    label = "measured:apple"
-    if platform.system() == "Darwin" and platform.machine() == "arm64":
-        return SourceStatus(_APPLE, True, "Apple Silicon detected", label)
-    return SourceStatus(
-        _APPLE, False, f"not an Apple Silicon Mac ({platform.system()} {platform.machine()})", label
-    )
-
-
-_JETSON = "jetson (INA3221 rails)"
-
-
-def _jetson() -> SourceStatus:
-    label = "measured:jetson"
-    if os.path.exists("/etc/nv_tegra_release") or os.path.isdir("/sys/bus/i2c/drivers/ina3221x"):
-        return SourceStatus(_JETSON, True, "NVIDIA Jetson detected", label)
-    return SourceStatus(
-        _JETSON,
-        False,
-        "not an NVIDIA Jetson (no /etc/nv_tegra_release, no /sys/bus/i2c/drivers/ina3221x)",
-        label,
-    )
+    name: str
+    kind: ProviderKind
+    probe: Callable[[], list[SourceStatus]]
+    open: Callable[[SourceRequest], list[EnergySource]]
+    order: int = 0
+    exclusive: bool = False
 
 
 def _estimate() -> SourceStatus:
@@ -464,3 +355,11 @@ def _estimate() -> SourceStatus:
         "measured",
         ESTIMATE_LABEL,
     )
+
+
+def _open_estimate(request: SourceRequest) -> list[EnergySource]:
+    return [CpuTimeEstimator(request.pid, watts_per_core=request.watts_per_core,
+                             idle_watts=request.idle_watts, scope=request.scope)]  # fmt: skip
+
+
+PROVIDERS = (Provider("estimate (cputime)", "estimate", lambda: [_estimate()], _open_estimate),)

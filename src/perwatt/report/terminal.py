@@ -1,181 +1,584 @@
-"""The leaderboard: one Rich table that `perwatt run` and `perwatt report` both print."""
+"""Every table perwatt prints in a terminal: the leaderboard and its companions, the sweep
+table, and the cross-run views (runs, route, compare, trends, project).
+
+Presentation only: each figure arrives computed (from the metrics kernel or an analysis
+module) and is formatted by `report.format`. User text (model names, paths, errors) is always
+passed as plain `Text`, never as Rich markup, so brackets in it are shown as typed.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from perwatt.analysis.metrics import Estimate, RunSummary
+from perwatt.report.format import (
+    DASH,
+    est,
+    label_kind,
+    label_lines,
+    missing_intervals,
+    ms,
+    num,
+    ordered,
+    pct,
+    quantity,
+    run_labels,
+    si,
+    usd,
+)
+
+if TYPE_CHECKING:
+    from perwatt.analysis.catalogue import QueryResult, RunListing
+    from perwatt.analysis.compare import Comparison
+    from perwatt.analysis.learned_router import LearnedRouterReport
+    from perwatt.analysis.projection import (
+        ClusterProjection,
+        FleetProjection,
+        TrainingProjection,
+    )
+    from perwatt.analysis.routing import RoutingReport
+    from perwatt.analysis.trends import TrendReport
+
+_STYLE = {"measured": "green", "estimated": "yellow", "stated": "magenta", "unknown": "white"}
+_VERDICT_STYLE = {
+    "supported": "bold green",
+    "not supported": "bold red",
+    "inconclusive": "bold yellow",
+    "no difference": "cyan",
+    "A better": "green",
+    "B better": "green",
+}
+INTERVAL_NOTE = (
+    "[a–b]: 95% bootstrap interval over items; ×/÷2: the estimate may be off by a factor of "
+    "two either way (docs/energy.md)"
+)
 
 
-def _num(x: float | None, digits: int = 3) -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    return f"{x:.{digits}g}" if abs(x) < 10**digits else f"{x:,.0f}"
+def energy_label(label: str, band: str = "", *, one_line: bool = False) -> Text:
+    """An energy label, coloured by kind: measured green, estimated yellow, stated magenta."""
+    lines = label_lines(label, band) or ["unknown"]
+    return Text(" ".join(lines) if one_line else "\n".join(lines),
+                style=_STYLE[label_kind(label)])  # fmt: skip
 
 
-def _est(e: Estimate, digits: int = 3, scale: float = 1.0, unit: str = "") -> str:
-    if e.value is None:
-        return "–"
-    text = f"{_num(e.value * scale, digits)}{unit}"
-    if e.low is not None and e.high is not None:
-        # The interval goes on its own line so that narrow terminals fold, never truncate.
-        text += f"\n[{_num(e.low * scale, digits)}–{_num(e.high * scale, digits)}]"
-    return text
+def cell(e: Estimate | None, **kwargs: Any) -> str:
+    """An estimate as a table cell: the value, and its interval on the line below."""
+    return est(e, **kwargs).joined()
 
 
-def _ms(x: float | None) -> str:
-    return "–" if x is None else f"{x * 1000:.0f}"
+def _table(title: str) -> Table:
+    return Table(title=title, title_style="bold", header_style="bold")
+
+
+# --- one run, or several side by side ----------------------------------------------------------
 
 
 def leaderboard(summaries: Sequence[RunSummary], title: str = "perwatt leaderboard") -> Table:
-    """Accuracy and energy per run, best correct-answers-per-kJ first; CIs are 95% bootstrap."""
-    table = Table(title=title, title_style="bold", header_style="bold")
-    table.add_column("model", no_wrap=True)
-    table.add_column("n", justify="right", overflow="fold")
-    table.add_column("acc %", justify="right", overflow="fold")
-    table.add_column("J/query", justify="right", overflow="fold")
-    table.add_column("net\nJ/query", justify="right", overflow="fold")
-    table.add_column("J/correct", justify="right", overflow="fold")
-    table.add_column("correct\n/kJ", justify="right", overflow="fold")
-    table.add_column("IPW\nacc/W", justify="right", overflow="fold")
-    table.add_column("avg W", justify="right", overflow="fold")
-    table.add_column("energy", overflow="fold", min_width=9)
-    for s in _ordered(summaries):
+    """Accuracy and energy per run, best correct-answers-per-kJ first; 95% intervals."""
+    table = _table(title)
+    table.add_column("model", overflow="fold", min_width=12)
+    for name in ("n", "acc %", "J/query", "net\nJ/query", "J/correct", "correct\n/kJ",
+                 "IPW\nacc/W", "avg W"):  # fmt: skip
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("energy", no_wrap=True)
+    runs = ordered(summaries)
+    for label, s in zip(run_labels(runs), runs, strict=True):
         table.add_row(
-            s.model,
+            Text(label),
             str(s.n),
-            _est(s.accuracy, 3, 100),
-            _est(s.energy_per_query_j),
-            _num(s.net_energy_per_query_j.value),
-            _est(s.joules_per_correct),
-            _est(s.correct_per_kj),
-            _est(s.ipw),
-            _est(s.avg_power_w),
-            _label(s.energy_label, s.energy_band),
+            cell(s.accuracy, scale=100),
+            cell(s.energy_per_query_j),
+            num(s.net_energy_per_query_j.value),
+            cell(s.joules_per_correct),
+            cell(s.correct_per_kj),
+            cell(s.ipw),
+            cell(s.avg_power_w),
+            energy_label(s.energy_label, s.energy_band),
         )
     return table
 
 
 def latency_table(summaries: Sequence[RunSummary]) -> Table:
     """Latency, throughput and failures per run, in the leaderboard's order."""
-    table = Table(title="latency and throughput", header_style="bold")
-    table.add_column("model", no_wrap=True)
+    table = _table("latency and throughput")
+    table.add_column("model", overflow="fold", min_width=12)
     table.add_column("load", overflow="fold")
-    table.add_column("req/s", justify="right", overflow="fold")
-    table.add_column("tok/s", justify="right", overflow="fold")
-    table.add_column("TTFT ms\np50/p90/p99", justify="right", overflow="fold")
-    table.add_column("e2e s\np50/p90/p99", justify="right", overflow="fold")
-    table.add_column("TPOT ms\np50", justify="right", overflow="fold")
-    table.add_column("ITL ms\np50/p99", justify="right", overflow="fold")
-    table.add_column("goodput/s", justify="right", overflow="fold")
-    table.add_column("error/timeout\n/truncated", justify="right", overflow="fold")
-    for s in _ordered(summaries):
+    for name in ("req/s", "tok/s", "TTFT ms\np50/p90/p99", "e2e s\np50/p90/p99",
+                 "TPOT ms\np50/p90/p99", "ITL ms\np50/p99", "goodput/s",
+                 "error/timeout\n/truncated"):  # fmt: skip
+        table.add_column(name, justify="right", no_wrap=True)
+    runs = ordered(summaries)
+    for label, s in zip(run_labels(runs), runs, strict=True):
         table.add_row(
-            s.model,
-            s.load,
-            _num(s.requests_per_s),
-            _num(s.tokens_per_s),
-            f"{_ms(s.ttft_p50_s)}/{_ms(s.ttft_p90_s)}/{_ms(s.ttft_p99_s)}",
-            f"{_num(s.e2e_p50_s)}/{_num(s.e2e_p90_s)}/{_num(s.e2e_p99_s)}",
-            _ms(s.tpot_p50_s),
-            f"{_ms(s.itl_p50_s)}/{_ms(s.itl_p99_s)}",
-            _num(s.goodput_rps),
+            Text(label),
+            Text(s.load),
+            num(s.requests_per_s),
+            num(s.tokens_per_s),
+            f"{ms(s.ttft_p50_s)}/{ms(s.ttft_p90_s)}/{ms(s.ttft_p99_s)}",
+            f"{num(s.e2e_p50_s)}/{num(s.e2e_p90_s)}/{num(s.e2e_p99_s)}",
+            f"{ms(s.tpot_p50_s)}/{ms(s.tpot_p90_s)}/{ms(s.tpot_p99_s)}",
+            f"{ms(s.itl_p50_s)}/{ms(s.itl_p99_s)}",
+            num(s.goodput_rps),
             f"{s.n_error}/{s.n_timeout}/{s.n_truncated}",
         )
     return table
 
 
-def sweep_table(summaries: Sequence[RunSummary]) -> Table:
-    """One row per model and load level, in the order run: the energy-versus-load view."""
-    slo = next((s.slo for s in summaries if s.slo != "none"), "none")
-    table = Table(title=f"load sweep (goodput: correct and SLO {slo})", header_style="bold")
-    table.add_column("model", no_wrap=True)
-    table.add_column("load", no_wrap=True)
-    for name in ("n", "acc %", "goodput/s", "req/s", "tok/s", "J/query", "J/correct",
-                 "TTFT p90 ms", "e2e p90 s", "send lag\np99 ms", "errors %"):  # fmt: skip
-        table.add_column(name, justify="right", overflow="fold")
-    table.add_column("energy", overflow="fold", min_width=9)
-    for s in summaries:
-        table.add_row(
-            s.model,
-            s.load.replace("concurrency ", "c="),
-            str(s.n),
-            _num(100 * s.accuracy.value if s.accuracy.value is not None else None),
-            _num(s.goodput_rps),
-            _num(s.requests_per_s),
-            _num(s.tokens_per_s),
-            _est(s.energy_per_query_j),
-            _est(s.joules_per_correct),
-            _ms(s.ttft_p90_s),
-            _num(s.e2e_p90_s),
-            _ms(s.send_lag_p99_s),
-            f"{100 * s.error_rate:.1f}",
-            _label(s.energy_label, s.energy_band),
-        )
-    return table
-
-
-def _ordered(summaries: Sequence[RunSummary]) -> list[RunSummary]:
-    return sorted(summaries, key=lambda s: -(s.correct_per_kj.value or 0.0))
-
-
-def _label(label: str, band: str = "") -> Text:
-    kind, _, how = label.partition(":")
-    text = f"{kind}\n{how}" + (f"\n{band}" if band else "")
-    return Text(text, style="yellow" if kind == "estimated" else "green")
-
-
-def energy_notes(summaries: Sequence[RunSummary]) -> list[str]:
-    """One line per distinct energy method, saying how the figures were obtained."""
-    notes = []
-    for s in summaries:
-        if s.energy_uncertainty and s.energy_uncertainty not in notes:
-            notes.append(s.energy_uncertainty)
-    return notes
-
-
 def domain_table(summaries: Sequence[RunSummary]) -> Table:
-    """Accuracy and J/query per domain, one column pair per model."""
-    table = Table(title="per domain", header_style="bold")
-    table.add_column("domain")
-    for s in summaries:
-        table.add_column(f"{s.model} acc %", justify="right")
-        table.add_column(f"{s.model} J/q", justify="right")
-    domains = sorted({d.domain for s in summaries for d in s.domains})
-    for domain in domains:
-        row = [domain]
+    """Accuracy and J/query per domain, one column pair per run."""
+    table = _table("per domain")
+    table.add_column("domain", overflow="fold")
+    labels = run_labels(summaries)
+    for label in labels:
+        table.add_column(f"{label}\nacc % (n)", justify="right", overflow="fold")
+        table.add_column(f"{label}\nJ/q", justify="right", no_wrap=True)
+    for domain in sorted({d.domain for s in summaries for d in s.domains}):
+        row: list[Any] = [Text(domain)]
         for s in summaries:
             d = next((d for d in s.domains if d.domain == domain), None)
-            row += (
-                ["–", "–"]
-                if d is None
-                else [
-                    f"{100 * d.accuracy:.0f} ({d.n})",
-                    _num(d.energy_per_query_j),
-                ]
-            )
+            if d is None:
+                row += [DASH, DASH]
+            else:
+                row += [f"{pct(d.accuracy.value, 0)} ({d.n})", num(d.energy_per_query_j)]
         table.add_row(*row)
     return table
 
 
+def sweep_table(summaries: Sequence[RunSummary], labels: Sequence[str] | None = None) -> Table:
+    """One row per model and load level, in the order run: the energy-versus-load view."""
+    slo = next((s.slo for s in summaries if s.slo != "none"), "none")
+    table = _table(f"load sweep (goodput: correct and SLO {slo})")
+    table.add_column("model", overflow="fold", min_width=10)
+    table.add_column("load", overflow="fold")
+    for name in ("n", "acc %", "goodput\n/s", "req/s", "tok/s", "J/query", "J/correct",
+                 "TTFT\np90 ms", "e2e\np90 s", "send lag\np99 ms", "err %"):  # fmt: skip
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("energy", no_wrap=True)
+    for k, s in enumerate(summaries):
+        load = labels[k] if labels is not None else s.load
+        table.add_row(
+            Text(s.model),
+            Text(load.replace("concurrency ", "c=")),
+            str(s.n),
+            pct(s.accuracy.value, 0),
+            num(s.goodput_rps),
+            num(s.requests_per_s),
+            num(s.tokens_per_s),
+            cell(s.energy_per_query_j),
+            cell(s.joules_per_correct),
+            ms(s.ttft_p90_s),
+            num(s.e2e_p90_s),
+            ms(s.send_lag_p99_s),
+            f"{100 * s.error_rate:.1f}",
+            energy_label(s.energy_label, s.energy_band),
+        )
+    return table
+
+
+def energy_notes(summaries: Sequence[RunSummary]) -> list[str]:
+    """One line per distinct energy method, saying how the figures were obtained."""
+    return list(dict.fromkeys(s.energy_uncertainty for s in summaries if s.energy_uncertainty))
+
+
+def interval_notes(summaries: Sequence[RunSummary]) -> list[str]:
+    """Why a figure has no interval, for each run where one is missing."""
+    runs = ordered(summaries)
+    named = []
+    for label, s in zip(run_labels(runs), runs, strict=True):
+        for what, e in (("J/correct", s.joules_per_correct), ("IPW", s.ipw),
+                        ("avg W", s.avg_power_w)):  # fmt: skip
+            named.append((f"{what} of {label}", e))
+    return missing_intervals(named)
+
+
 def print_leaderboard(console: Console, summaries: Sequence[RunSummary]) -> None:
-    """The leaderboard, the per-domain table and how the energy was obtained."""
+    """The leaderboard, the latency and per-domain tables, and how the energy was obtained."""
     notes = [Text(f"energy: {n}", style="dim") for n in energy_notes(summaries)]
+    notes += [Text(n, style="dim") for n in interval_notes(summaries)]
     console.print(
         Group(
             leaderboard(summaries),
             latency_table(summaries),
             domain_table(summaries),
-            Text(
-                "[a–b]: 95% bootstrap interval over requests; ×/÷2: the estimate may be off by "
-                "a factor of two either way (docs/energy.md)",
-                style="dim",
-            ),
+            Text(INTERVAL_NOTE, style="dim"),
             *notes,
         )
     )
+
+
+def print_notes(console: Console, lines: Sequence[str]) -> None:
+    """Notes under a table; a warning (upper-case lead) in yellow."""
+    for line in lines:
+        loud = line[:5].isupper()
+        console.print(Text(("warning: " if loud else "note: ") + line,
+                           style="yellow" if loud else "dim"))  # fmt: skip
+
+
+# --- the catalogue ----------------------------------------------------------------------------
+
+
+def runs_table(listing: Sequence[RunListing]) -> Table:
+    """`perwatt runs ls`: one line per run with the kernel's headline figures."""
+    table = _table(f"{len(listing)} runs")
+    table.add_column("run", overflow="fold", min_width=10)
+    for name in ("model", "workload", "load", "hardware"):
+        table.add_column(name, overflow="fold")
+    for name in ("n", "acc %", "J/query", "J/correct"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("energy", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for row in listing:
+        f = row.facts
+        table.add_row(
+            Text(f.run_id),
+            Text(f.model),
+            Text(f.workload),
+            Text(f.load),
+            Text(f.hardware),
+            str(row.n),
+            pct(row.accuracy),
+            num(row.energy_per_query_j),
+            num(row.joules_per_correct),
+            energy_label(f.energy_label, row.energy_band),
+            f.status,
+        )
+    return table
+
+
+def query_table(result: QueryResult, max_rows: int) -> Table:
+    """`perwatt runs sql`: the rows of a query."""
+    table = _table(f"{len(result.rows)} rows")
+    for column in result.columns:
+        table.add_column(column, overflow="fold")
+    for row in result.rows[:max_rows]:
+        table.add_row(*[Text(_sql_cell(v)) for v in row])
+    return table
+
+
+def _sql_cell(value: Any) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, float):
+        return num(value, 6)
+    return str(value)
+
+
+# --- routing ----------------------------------------------------------------------------------
+
+
+def print_route(
+    console: Console, report: RoutingReport, learned: LearnedRouterReport | None
+) -> None:
+    """The routing tables: runs and items, coverage, savings, curves, frontier, learned router."""
+    ref_text = f"{report.reference}" + (
+        " (external profile, stated)" if report.reference_kind == "external" else ""
+    )
+    runs = _table(f"runs on {report.n_items} shared items — reference: {ref_text}")
+    runs.add_column("model", overflow="fold", min_width=10)
+    runs.add_column("kind")
+    for name in ("items\nanswered", "acc %", "J/query", "active\nparams"):
+        runs.add_column(name, justify="right", no_wrap=True)
+    runs.add_column("energy", no_wrap=True)
+    for c in report.candidates:
+        runs.add_row(
+            Text(c.name + (" ★" if c.name == report.reference else "")),
+            "external (stated)" if c.kind == "external" else "measured run",
+            str(c.items_answered),
+            pct(c.accuracy),
+            num(c.energy_per_query_j),
+            si(c.active_params, "") if c.active_params else "unknown",
+            energy_label(c.energy_label),
+        )
+    console.print(runs)
+
+    cov = report.coverage
+    coverage = _table(f"coverage of the {cov.n_items} items (≥ 1 model correct)")
+    coverage.add_column("models", overflow="fold")
+    coverage.add_column("coverage %", justify="right", no_wrap=True)
+    for s in cov.singles:
+        coverage.add_row(Text(s.models[0]), pct(s.coverage))
+    for s in cov.best_by_size[1:-1]:
+        coverage.add_row(Text(f"best {len(s.models)}: " + ", ".join(s.models)), pct(s.coverage))
+    if len(cov.models) > 1:
+        coverage.add_row(f"all {len(cov.models)}", cell(cov.everything, percent=True))
+    console.print(coverage)
+
+    price = f"${report.usd_per_kwh:g}/kWh" + (" (default)" if report.usd_per_kwh_default else "")
+    outcomes = _table(
+        f"routing against always-{report.reference} ({price} for local energy; "
+        f"compute = 2 × active params × {report.tokens_basis})"
+    )
+    outcomes.add_column("policy", overflow="fold", min_width=10)
+    for name in ("acc %", "to ref %", "energy", "energy\nsaved %", "compute\nsaved %", "cost",
+                 "cost\nsaved %"):  # fmt: skip
+        outcomes.add_column(name, justify="right", no_wrap=True)
+    outcomes.add_column("energy label", overflow="fold")
+    for o in report.outcomes:
+        outcomes.add_row(
+            Text(o.policy),
+            cell(o.accuracy, percent=True),
+            pct(o.reference_share, 0),
+            si(o.energy_j, "J"),
+            cell(o.energy_saved, percent=True),
+            cell(o.compute_saved, percent=True) if o.compute_saved else "unknown",
+            usd(o.cost_usd),
+            cell(o.cost_saved, percent=True),
+            energy_label(o.energy_label),
+        )
+    console.print(outcomes)
+
+    curves = _table(
+        "accuracy against the share sent to the reference (RouteLLM's view) and against "
+        "joules (perwatt's)"
+    )
+    curves.add_column("to ref %", justify="right")
+    fixed = [c for c in report.curves if c.name != "learned"]
+    for c in fixed:
+        curves.add_column(f"{c.name}\nacc %", justify="right", no_wrap=True)
+        curves.add_column(f"{c.name}\nenergy", justify="right", no_wrap=True)
+    for k in range(0, len(fixed[0].points), 2):
+        row = [pct(fixed[0].points[k].reference_share, 0)]
+        for c in fixed:
+            row += [pct(c.points[k].accuracy), si(c.points[k].energy_j, "J")]
+        curves.add_row(*row)
+    console.print(curves)
+    for c in fixed:
+        console.print(Text(f"{c.name}: {c.description}", style="dim"))
+    labels = sorted({f"{c.name} {c.energy_label}" for c in report.candidates})
+    console.print(Text("energy in curves and frontier: " + "; ".join(labels), style="dim"))
+
+    if report.frontier:
+        front = _table("accuracy against joules: oracle routing over subsets (Pareto frontier)")
+        front.add_column("models", overflow="fold")
+        front.add_column("acc %", justify="right", no_wrap=True)
+        front.add_column("energy", justify="right", no_wrap=True)
+        for f in report.frontier:
+            front.add_row(Text(", ".join(f.models)), pct(f.accuracy), si(f.energy_j, "J"))
+        console.print(front)
+
+    if learned is not None:
+        table = _table(f"learned router: {learned.embedding}, {learned.classifier}, "
+                       f"{learned.folds}-fold cross-validation")  # fmt: skip
+        table.add_column("model", overflow="fold")
+        for name in ("correct", "base rate %", "CV acc %", "CV AUC"):
+            table.add_column(name, justify="right")
+        for s in learned.scores:
+            table.add_row(Text(s.name), str(s.n_correct), pct(s.base_rate), pct(s.cv_accuracy),
+                          num(s.cv_auc))  # fmt: skip
+        console.print(table)
+        curve = _table("learned router, out of fold, by P(correct) threshold")
+        for name in ("threshold", "to ref %", "acc %", "energy", "cost"):
+            curve.add_column(name, justify="right")
+        for t, p in zip(learned.thresholds, learned.threshold_points, strict=True):
+            if round(t * 100) % 10 == 0:
+                curve.add_row(f"{t:g}", pct(p.reference_share, 0), pct(p.accuracy),
+                              si(p.energy_j, "J"), usd(p.cost_usd))  # fmt: skip
+        console.print(curve)
+    misroute = (
+        "else the reference model (the reference study's reading)"
+        if report.misroute == "reference"
+        else "else another candidate uniformly at random"
+    )
+    console.print(Text(f"[a–b]: 95% {report.bootstrap}, {report.resamples} resamples, seed "
+                       f"{report.seed}. α router: the oracle's choice with probability α, "
+                       f"{misroute} (exact expectation; --misroute).", style="dim"))  # fmt: skip
+    print_notes(console, report.notes)
+    if report.mixed_energy_labels:
+        console.print(Text("warning: estimated and measured energy are mixed in this table",
+                           style="yellow"))  # fmt: skip
+
+
+# --- comparison -------------------------------------------------------------------------------
+
+_COMPARE_NAMES = {
+    "accuracy": "accuracy (A − B, points)",
+    "j_per_correct": "J/correct (A / B)",
+    "ipj": "correct/kJ, IPJ (A / B)",
+    "energy_per_query": "J/query (A / B)",
+}
+
+
+def print_comparison(console: Console, c: Comparison) -> None:
+    """The sides, the metric table and the claim's verdict."""
+    sides = _table(f"compare on {c.n_shared} shared items")
+    sides.add_column("", no_wrap=True)
+    sides.add_column("run", overflow="fold")
+    sides.add_column("model", overflow="fold")
+    sides.add_column("items\nanswered", justify="right")
+    sides.add_column("energy", no_wrap=True)
+    for name, s in (("A", c.a), ("B", c.b)):
+        sides.add_row(name, Text(s.run_id), Text(s.model), str(s.items_answered),
+                      energy_label(s.energy_label))  # fmt: skip
+    console.print(sides)
+    energy = (
+        c.a.energy_label
+        if not c.energy_labels_differ
+        else f"A {c.a.energy_label}, B {c.b.energy_label}"
+    )
+    table = _table(f"A against B (95% BCa, paired bootstrap, {c.resamples} resamples; "
+                   f"'no difference' = within ±{c.margin:.0%}; energy {energy})")  # fmt: skip
+    table.add_column("metric", overflow="fold")
+    for name in ("A", "B", "A vs B"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("better", justify="center")
+    table.add_column("verdict")
+    for m in c.metrics:
+        if m.metric == "accuracy":
+            a, b, value = pct(m.a), pct(m.b), cell(m.value, scale=100)
+        else:
+            a, b, value = num(m.a), num(m.b), cell(m.value)
+        table.add_row(_COMPARE_NAMES[m.metric], a, b, value, m.better,
+                      Text(m.verdict, style=_VERDICT_STYLE.get(m.verdict, "")))  # fmt: skip
+    console.print(table)
+    if c.claim is not None:
+        v = c.claim
+        console.print(
+            Text.assemble(
+                ("claim ", "bold"),
+                (f"{v.claim} ({v.metric}): ", ""),
+                (v.verdict.upper(), _VERDICT_STYLE.get(v.verdict, "")),
+                (f" — {v.explanation}", ""),
+            )
+        )
+    print_notes(console, c.notes)
+
+
+# --- trends -----------------------------------------------------------------------------------
+
+
+def print_trends(console: Console, report: TrendReport) -> None:
+    """The runs placed in time, and the log-linear fits with their doubling times."""
+    axis = "model release" if report.by == "release" else "hardware launch"
+    points = _table(f"runs by {axis} date")
+    points.add_column("date", overflow="fold")
+    points.add_column("model", overflow="fold")
+    points.add_column("hardware", overflow="fold")
+    for name in ("acc %", "correct/kJ", "IPW acc/W", "fitted"):
+        points.add_column(name, justify="right", no_wrap=True)
+    points.add_column("energy", no_wrap=True)
+    for p in report.points:
+        points.add_row(
+            f"{p.date} ({p.date_source})",
+            Text(p.model),
+            Text(p.hardware),
+            pct(p.accuracy),
+            num(p.correct_per_kj),
+            num(p.ipw),
+            "yes" if p.fitted else "",
+            energy_label(p.energy_label),
+        )
+    console.print(points)
+    fits = _table("log-linear fit: metric = e^(a + b·year)")
+    fits.add_column("metric")
+    for name in ("points", "× per year", "doubling time", "over span", "R²"):
+        fits.add_column(name, justify="right")
+    for f in report.fits:
+        if f.doubling_years is not None:
+            doubling = f"{num(f.doubling_years * 12)} months"
+            if f.doubling_years_ci:
+                lo, hi = f.doubling_years_ci
+                doubling += f"\n[{num(lo * 12)}–{num(hi * 12)}]"
+        else:
+            doubling = f"halves in {num((f.halving_years or 0) * 12)} months"
+        fits.add_row(
+            "IPJ (correct/kJ)" if f.metric == "ipj" else "IPW (acc/W)",
+            str(f.n_points),
+            num(f.factor_per_year),
+            doubling,
+            f"{num(f.improvement_over_span)}× ({f.first_date} → {f.last_date})",
+            num(f.r_squared),
+        )
+    console.print(fits)
+    console.print(Text("doubling interval: 95% from the slope's t interval (3+ points)",
+                       style="dim"))  # fmt: skip
+    print_notes(console, report.notes)
+
+
+# --- projection -------------------------------------------------------------------------------
+
+
+def print_projection(
+    console: Console, result: FleetProjection | ClusterProjection | TrainingProjection
+) -> None:
+    """A fleet, cluster or training projection, with every assumption it rests on."""
+    from perwatt.analysis.projection import ClusterProjection, FleetProjection
+
+    table = Table(header_style="bold", show_header=False, title_style="bold")
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    energy_line: Text | None = None
+    if isinstance(result, FleetProjection):
+        f = result
+        table.title = f"{si(f.queries_per_day, '')} queries/day at {num(f.j_per_query)} J/query"
+        rows = [
+            ("average IT power", quantity(f.it_power_mw, "MW")),
+            ("average facility power", quantity(f.facility_power_mw, "MW")),
+            ("accelerators", f"{f.accelerators:,}"),
+            ("racks", f"{f.racks:,}"),
+            ("provisioned facility power", quantity(f.provisioned_facility_mw, "MW")),
+            ("energy per year", quantity(f.year.mwh_per_year, "MWh")),
+            ("cost per year", usd(f.year.cost_usd_per_year)),
+            ("CO2 per year", quantity(f.year.co2_tonnes_per_year, "t")),
+        ]
+        source = (
+            "stated by you" if f.j_per_query_source == "stated" else f"run {f.j_per_query_source}"
+        )
+        energy_line = Text.assemble(f"energy per query: {num(f.j_per_query)} J ({source}, ",
+                                    energy_label(f.energy_label, one_line=True), ")")  # fmt: skip
+    elif isinstance(result, ClusterProjection):
+        c = result
+        table.title = f"cluster of {c.accelerators:,} accelerators ({c.profile.name})"
+        rows = [
+            ("racks", f"{c.racks:,}"),
+            ("provisioned IT power", quantity(c.provisioned_it_mw, "MW")),
+            ("provisioned facility power", quantity(c.provisioned_facility_mw, "MW")),
+            ("average facility power", quantity(c.average_facility_mw, "MW")),
+            ("energy per year", quantity(c.year.mwh_per_year, "MWh")),
+            ("cost per year", usd(c.year.cost_usd_per_year)),
+            ("CO2 per year", quantity(c.year.co2_tonnes_per_year, "t")),
+        ]
+        if c.queries_per_day is not None and c.j_per_query is not None:
+            rows.append(("queries per day at that draw", si(c.queries_per_day, "")))
+            energy_line = Text.assemble(f"energy per query: {num(c.j_per_query)} J (",
+                                        energy_label(c.energy_label or "stated", one_line=True),
+                                        ")")  # fmt: skip
+    else:
+        t = result
+        table.title = f"training {t.total_flops:.3g} FLOPs on {t.profile.name}"
+        rows = [
+            ("accelerator-hours", f"{t.accelerator_hours:,.0f}"),
+            ("days", f"{num(t.days)} on {t.accelerators:,} accelerators" if t.days else DASH),
+            ("IT energy", quantity(t.it_mwh, "MWh")),
+            ("facility energy", quantity(t.facility_mwh, "MWh")),
+            ("cost", usd(t.cost_usd)),
+            ("CO2", quantity(t.co2_tonnes, "t")),
+        ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if energy_line is not None:
+        console.print(energy_line)
+    for line in result.assumptions:
+        console.print(Text(f"assumes: {line}", style="dim"))
+
+
+# --- scoring a file of outputs ----------------------------------------------------------------
+
+
+def agreement_table(scored: Sequence[Any]) -> Table:
+    """`perwatt score --outputs`: accuracy per model, perwatt's and the file's own labels'."""
+    from perwatt.scoring.rescore import agreement_by_model
+
+    table = _table("accuracy per model")
+    table.add_column("model", overflow="fold")
+    for name in ("n", "perwatt acc %", "labelled acc %", "agreement %"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for m in agreement_by_model(scored):
+        table.add_row(Text(m.model), str(m.n), pct(m.accuracy), pct(m.labelled_accuracy),
+                      pct(m.agreement, 2))  # fmt: skip
+    return table

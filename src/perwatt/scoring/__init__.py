@@ -1,124 +1,120 @@
 """Scoring: extract the answer from a response and decide whether it is correct.
 
-Scorers (`SCORERS`), each deterministic except the judges:
+Scorers are a registry: every module of this package that defines `SCORERS` (a tuple of
+`Scorer`) is one — `reasoning_gym` (the task's own verifier), `numeric` (the final number,
+GSM8K style), `choice` (an option letter), `mathexpr` (`math`: the last `\\boxed{}`, compared
+symbolically under a time limit), `exact` (the normalised final answer) and `judge` (`judge` /
+`judge-pairwise`: an LLM judge, asked after the run by `perwatt score`, never while the model
+under test is measured). Adding a scorer is adding a module; an unknown name is an error, never
+a silent fallback.
 
-- `reasoning-gym`: the task's own verifier (`reasoning_gym.py`);
-- `numeric`: the final number, GSM8K style (`numeric.py`);
-- `choice`: the option letter of a multiple-choice answer (`choice.py`);
-- `math`: the last `\\boxed{}`, compared symbolically with a time limit (`mathexpr.py`);
-- `exact`: the final answer (an `Answer:` line, ...) equal to the reference after normalisation
-  (`exact.py`);
-- `judge` / `judge-pairwise`: an LLM judge against the reference answer, or compared with a
-  baseline response in both orders (`judge.py`). A judge is an endpoint called after the run
-  (`perwatt score RUN_DIR --judge-model ...`), never while the model under test is measured, so
-  `score_response` leaves such rows unscored (`correct` None).
-
-Each workload has a default scorer (`DEFAULT_SCORERS`); a user file names its own.
+Each item names its scorer (`Item.scorer`, the workload's default unless its source names one).
+`verdict` is the one rule that turns a response into a row's answer and correctness: only a
+complete answer (status `ok`) can be correct; an error or timeout has no answer; a truncated
+answer is scored (its answer is kept) but is never correct.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 
 from perwatt.errors import PerwattError
-from perwatt.records import Item, Score
+from perwatt.records import Item, Score, Status
 from perwatt.scoring.extract import extract_final_answer
 
 UNANSWERED = Score(answer=None, correct=False, score=0.0)
 # A judge-scored response before the judge has seen it: neither right nor wrong yet.
 PENDING_JUDGE = Score(answer=None, correct=None, score=None)
 
-SCORERS: tuple[str, ...] = (
-    "reasoning-gym",
-    "numeric",
-    "choice",
-    "math",
-    "exact",
-    "judge",
-    "judge-pairwise",
-)
-JUDGE_SCORERS: tuple[str, ...] = ("judge", "judge-pairwise")
-DEFAULT_SCORERS: dict[str, str] = {
-    "reasoning-gym": "reasoning-gym",
-    "gsm8k": "numeric",
-    "math500": "math",
-    "mmlu-pro": "choice",
-    "gpqa": "choice",
-    "simpleqa": "exact",
-    "natural-reasoning": "judge",
-    "wildchat": "judge-pairwise",
-}
+
+@dataclass(frozen=True)
+class Scorer:
+    """One way of deciding answers.
+
+    `score` is None for a judge (decided after the run). `needs_question`: it reads more of the
+    item than its reference (the question, or a verifier's metadata), so it cannot score a run
+    whose items are lost. `expensive`: it may take long on one answer (symbolic algebra, some
+    verifiers), so the runner calls it off the event loop.
+    """
+
+    name: str
+    description: str
+    score: Callable[[Item, str], Score] | None
+    needs_question: bool = False
+    expensive: bool = False
+
+    @property
+    def is_judge(self) -> bool:
+        return self.score is None
 
 
-def scorer_for(item: Item) -> str:
-    """The scorer `item` calls for: its workload's, or the one a user file names."""
-    if item.workload == "file":
-        named = item.metadata.get("scorer")
-        if isinstance(named, str) and named in SCORERS:
-            return named
-        from perwatt.scoring.numeric import to_fraction
+@cache
+def scorers() -> dict[str, Scorer]:
+    """Every scorer, by name, from the modules of this package that define `SCORERS`."""
+    found: dict[str, Scorer] = {}
+    for module in pkgutil.iter_modules(__path__):
+        if module.name.startswith("_"):
+            continue
+        for scorer in getattr(importlib.import_module(f"{__name__}.{module.name}"), "SCORERS", ()):
+            if scorer.name in found:
+                raise RuntimeError(f"two scorers are named {scorer.name!r}")
+            found[scorer.name] = scorer
+    return dict(sorted(found.items()))
 
-        return "numeric" if to_fraction(item.reference.replace(",", "")) is not None else "exact"
+
+def get_scorer(name: str) -> Scorer:
+    """The scorer called `name`; an unknown name is a user error listing the known ones."""
     try:
-        return DEFAULT_SCORERS[item.workload]
+        return scorers()[name]
     except KeyError:
-        raise PerwattError(f"no scorer for workload '{item.workload}'") from None
+        raise PerwattError(f"unknown scorer '{name}'; known: {', '.join(scorers())}") from None
 
 
-def check_scorer(name: str) -> str:
-    """`name` if it is a known scorer, else a user error listing them."""
-    if name not in SCORERS:
-        raise PerwattError(f"unknown scorer '{name}'; known: {', '.join(SCORERS)}")
-    return name
+def scorer_for(item: Item, override: str | None = None) -> Scorer:
+    """The scorer that decides `item`'s answers: `override` if given, else the item's own."""
+    name = override or item.scorer
+    if not name:
+        raise PerwattError(f"item '{item.item_id}' names no scorer: pass --scorer NAME")
+    return get_scorer(name)
 
 
 def score_response(item: Item, response_text: str, scorer: str | None = None) -> Score:
-    """Score one response to `item` with `scorer` (default: the one its workload calls for).
+    """Score one complete response with `scorer` (default: the item's own).
 
-    An empty or blank response scores 0 without consulting any scorer. A judge scorer returns
-    `PENDING_JUDGE`: judging happens in `perwatt score`, after the run. Whether a response was
-    truncated or failed is the runner's decision, not the scorer's.
+    An empty or blank response scores 0 without consulting any scorer; a judge returns
+    `PENDING_JUDGE`.
     """
-    name = check_scorer(scorer) if scorer is not None else scorer_for(item)
+    chosen = scorer_for(item, scorer)
     if not response_text or response_text.isspace():
         return UNANSWERED
-    if name in JUDGE_SCORERS:
+    if chosen.score is None:
         return PENDING_JUDGE
-    return _deterministic(name)(item, response_text)
+    return chosen.score(item, response_text)
 
 
-def _deterministic(name: str) -> Callable[[Item, str], Score]:
-    # Imported on use, so that a workload never pays for another's imports (reasoning-gym's take
-    # about a second).
-    if name == "reasoning-gym":
-        from perwatt.scoring import reasoning_gym
-
-        return reasoning_gym.score
-    if name == "numeric":
-        from perwatt.scoring import numeric
-
-        return numeric.score
-    if name == "choice":
-        from perwatt.scoring import choice
-
-        return choice.score
-    if name == "math":
-        from perwatt.scoring import mathexpr
-
-        return mathexpr.score
-    from perwatt.scoring import exact
-
-    return exact.score
+def verdict(item: Item, status: Status, response_text: str, scorer: str | None = None) -> Score:
+    """A row's answer, correctness and score, by the one rule every row follows (see above)."""
+    if status not in ("ok", "truncated"):
+        return UNANSWERED
+    result = score_response(item, response_text, scorer)
+    if status == "ok":
+        return result
+    # Cut off by the token limit: incorrect whatever its answer, also when a judge would say yes.
+    return Score(result.answer, False, 0.0 if result.score is None else result.score)
 
 
 __all__ = [
-    "DEFAULT_SCORERS",
-    "JUDGE_SCORERS",
     "PENDING_JUDGE",
-    "SCORERS",
     "UNANSWERED",
-    "check_scorer",
+    "Scorer",
     "extract_final_answer",
+    "get_scorer",
     "score_response",
     "scorer_for",
+    "scorers",
+    "verdict",
 ]

@@ -16,6 +16,7 @@ import string
 from collections.abc import Sequence
 
 from perwatt.records import Item, Score
+from perwatt.scoring import Scorer
 from perwatt.scoring.extract import extract_final_answer
 
 LETTERS = string.ascii_uppercase
@@ -99,3 +100,8 @@ def score(item: Item, response_text: str) -> Score:
         return Score(None, False, 0.0)
     correct = letter == item.reference.strip().upper()
     return Score(letter, correct, 1.0 if correct else 0.0)
+
+
+SCORERS = (
+    Scorer("choice", "the option letter of a multiple-choice answer", score, needs_question=True),
+)

@@ -15,6 +15,7 @@ import re
 import unicodedata
 
 from perwatt.records import Item, Score
+from perwatt.scoring import Scorer
 from perwatt.scoring.extract import extract_final_answer
 from perwatt.scoring.numeric import numbers_equal, to_fraction
 
@@ -55,3 +56,6 @@ def score(item: Item, response_text: str) -> Score:
         return Score(None, False, 0.0)
     correct = texts_equal(answer, item.reference)
     return Score(answer, correct, 1.0 if correct else 0.0)
+
+
+SCORERS = (Scorer("exact", "the final answer equal to the reference after normalisation", score),)

@@ -38,8 +38,9 @@ from typing import Literal
 
 from perwatt.endpoints.client import ChatMessage, Completion, Prompt, StreamingClient
 from perwatt.errors import PerwattError
+from perwatt.files import write_json
 from perwatt.redact import redact_url
-from perwatt.store.rundir import write_json
+from perwatt.scoring import Scorer
 
 JudgeApi = Literal["chat", "completions"]
 
@@ -391,3 +392,11 @@ async def judge_all(judge: Judge, tasks: Sequence[tuple[str, str, str, str]]) ->
         return await judge.grade(question, reference, response)
 
     return list(await asyncio.gather(*(one(*t) for t in tasks)))
+
+
+SCORERS = (
+    Scorer("judge", "an LLM judge grading against the reference answer (TRUE/FALSE)", None,
+           needs_question=True),
+    Scorer("judge-pairwise", "an LLM judge comparing with a baseline response, in both orders",
+           None, needs_question=True),
+)  # fmt: skip

@@ -29,6 +29,7 @@ import threading
 from fractions import Fraction
 
 from perwatt.records import Item, Score
+from perwatt.scoring import Scorer
 from perwatt.scoring.extract import braced, extract_final_answer
 
 # Seconds one sympy comparison may take before its process is killed.
@@ -466,3 +467,13 @@ def score(item: Item, response_text: str, *, timeout_s: float = DEFAULT_TIMEOUT_
     verdict = equivalent(answer, reference or item.reference, timeout_s=timeout_s)
     correct = verdict is Verdict.EQUAL
     return Score(answer, correct, 1.0 if correct else 0.0)
+
+
+SCORERS = (
+    Scorer(
+        "math",
+        "the last \\boxed{} answer, compared symbolically under a time limit",
+        score,
+        expensive=True,
+    ),
+)

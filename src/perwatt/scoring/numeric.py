@@ -22,6 +22,7 @@ import re
 from fractions import Fraction
 
 from perwatt.records import Item, Score
+from perwatt.scoring import Scorer
 from perwatt.scoring.extract import braced
 
 # A number as people write it: thousands separators, decimals, an optional simple fraction.
@@ -216,3 +217,6 @@ def score(item: Item, response_text: str) -> Score:
     reference = reference_number(item.reference)
     correct = reference is not None and numbers_equal(answer, reference)
     return Score(answer, correct, 1.0 if correct else 0.0)
+
+
+SCORERS = (Scorer("numeric", "the final number, GSM8K style", score),)

@@ -16,6 +16,7 @@ from typing import Any
 
 from perwatt.errors import PerwattError
 from perwatt.records import Item, Score
+from perwatt.scoring import Scorer
 from perwatt.scoring.extract import extract_final_answer
 
 Verifier = Callable[[str | None, dict[str, Any]], float]
@@ -79,3 +80,14 @@ _NORMALISERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "syllogism": _yes_no,
     "simple_equations": _solution_value,
 }
+
+
+SCORERS = (
+    Scorer(
+        "reasoning-gym",
+        "the task's own reasoning-gym verifier",
+        score,
+        needs_question=True,
+        expensive=True,
+    ),
+)

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from perwatt.errors import PerwattError
-from perwatt.records import Item, RequestRecord, Score
-from perwatt.scoring import JUDGE_SCORERS, score_response, scorer_for
+from perwatt.records import Item, RequestRecord
+from perwatt.scoring import get_scorer, scorer_for, verdict
 from perwatt.scoring.judge import Judge, JudgeSettings, JudgeStats, JudgeVerdict, judge_all
 
 
@@ -110,8 +110,8 @@ def agreement_by_model(scored: Sequence[ScoredOutput]) -> list[ModelAgreement]:
 
 def needs_questions(scorer: str | None, items: Sequence[Item]) -> bool:
     """Whether scoring these items needs the items themselves (not only the rows' references)."""
-    names = {scorer} if scorer else {scorer_for(i) for i in items}
-    return bool(names & {"reasoning-gym", *JUDGE_SCORERS})
+    chosen = [get_scorer(scorer)] if scorer else [scorer_for(i) for i in items]
+    return any(s.needs_question for s in chosen)
 
 
 def rescore_records(
@@ -143,7 +143,8 @@ def score_outputs(
     scorer: str | None = None,
     judge: JudgeSettings | None = None,
 ) -> tuple[list[ScoredOutput], JudgeStats | None]:
-    """Score a file's outputs as responses to items of `workload`."""
+    """Score a file's outputs as responses to items of `workload`, with `scorer` (the caller
+    gives the workload's default when the user named none)."""
     targets = [
         (
             Item(
@@ -153,6 +154,7 @@ def score_outputs(
                 domain=row.model,
                 question=row.question,
                 reference=row.reference,
+                scorer=scorer or "",
             ),
             row.response,
             "ok",
@@ -169,20 +171,18 @@ def _score(
     scorer: str | None,
     judge: JudgeSettings | None,
 ) -> tuple[list[ScoreDetail], JudgeStats | None]:
-    names = [scorer or scorer_for(item) for item, _, _ in targets]
+    chosen = [scorer_for(item, scorer) for item, _, _ in targets]
     details: list[ScoreDetail | None] = [None] * len(targets)
     to_judge: list[int] = []
-    for index, ((item, response, status), name) in enumerate(zip(targets, names, strict=True)):
-        if status not in ("ok", "truncated"):
-            details[index] = ScoreDetail(ids[index], item.item_id, name, None, False, 0.0)
-        elif name in JUDGE_SCORERS and status == "ok" and response.strip():
-            to_judge.append(index)
-        elif name in JUDGE_SCORERS:
-            # Blank or cut off: incorrect whatever a judge would say, so none is asked.
-            details[index] = ScoreDetail(ids[index], item.item_id, name, None, False, 0.0)
-        else:
-            result = score_response(item, response, name)
-            details[index] = _deterministic_detail(ids[index], item, name, result, status)
+    for index, ((item, response, status), s) in enumerate(zip(targets, chosen, strict=True)):
+        result = verdict(item, status, response, s.name)  # type: ignore[arg-type]
+        if s.is_judge and result.correct is None:
+            to_judge.append(index)  # a complete, non-blank answer: the judge decides
+            continue
+        details[index] = ScoreDetail(
+            ids[index], item.item_id, s.name, result.answer, result.correct, result.score
+        )
+    names = [s.name for s in chosen]
     stats = None
     if to_judge:
         if judge is None:
@@ -191,33 +191,26 @@ def _score(
                 "serves) or --judge-endpoint URL --judge-model NAME"
             )
         verdicts, stats = asyncio.run(_judge(judge, [(targets[i], names[i]) for i in to_judge]))
-        for index, verdict in zip(to_judge, verdicts, strict=True):
-            details[index] = _judge_detail(ids[index], targets[index][0], names[index], verdict)
+        for index, judged in zip(to_judge, verdicts, strict=True):
+            details[index] = _judge_detail(ids[index], targets[index][0], names[index], judged)
     return [d for d in details if d is not None], stats
 
 
-def _deterministic_detail(
-    request_id: int, item: Item, scorer: str, result: Score, status: str
-) -> ScoreDetail:
-    correct = bool(result.correct) and status == "ok"
-    return ScoreDetail(request_id, item.item_id, scorer, result.answer, correct, result.score)
-
-
-def _judge_detail(request_id: int, item: Item, scorer: str, verdict: JudgeVerdict) -> ScoreDetail:
+def _judge_detail(request_id: int, item: Item, scorer: str, judged: JudgeVerdict) -> ScoreDetail:
     return ScoreDetail(
         request_id=request_id,
         item_id=item.item_id,
         scorer=scorer,
         answer=None,
-        correct=verdict.correct,
-        score=verdict.score,
-        judge_model=verdict.model,
-        judge_endpoint=verdict.endpoint,
-        judge_template=verdict.template,
-        judge_prompt=verdict.prompt,
-        judge_output=verdict.output,
-        judge_verdict=verdict.verdict,
-        judge_cached=verdict.cached,
+        correct=judged.correct,
+        score=judged.score,
+        judge_model=judged.model,
+        judge_endpoint=judged.endpoint,
+        judge_template=judged.template,
+        judge_prompt=judged.prompt,
+        judge_output=judged.output,
+        judge_verdict=judged.verdict,
+        judge_cached=judged.cached,
     )
 
 

@@ -1,6 +1,8 @@
 """Workload sources: each turns a name, a limit and a seed into a list of Items with references.
 
-A workload name may carry options after a colon:
+Workloads are a registry: every module of this package that defines `INFO` (a `WorkloadInfo`)
+and `load` is one, and its default scorer lives in its `INFO`. A workload name may carry
+options after a colon:
 
 - `reasoning-gym` (offline, generated): the vetted default mix; `reasoning-gym:medium` or `:hard`
   a named tier; `reasoning-gym:chain_sum,letter_counting@2,word_sorting(max_words=6)` chosen
@@ -17,133 +19,68 @@ before anything is started or written.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import importlib.util
-from dataclasses import dataclass
+import pkgutil
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 from perwatt.errors import PerwattError
 from perwatt.records import Item
+from perwatt.workloads.common import WorkloadInfo
 
 
-@dataclass(frozen=True)
-class WorkloadInfo:
-    """What a workload is, where its data comes from and how its answers are scored."""
-
-    name: str
-    module: str
-    description: str
-    scorer: str
-    source: str
-
-
-_INFO: tuple[WorkloadInfo, ...] = (
-    WorkloadInfo(
-        "reasoning-gym",
-        "reasoning_gym",
-        "procedurally generated reasoning tasks (tiers easy/medium/hard, any task)",
-        "reasoning-gym",
-        "generated offline",
-    ),
-    WorkloadInfo(
-        "gsm8k", "gsm8k", "grade-school math word problems", "numeric", "openai/gsm8k (test)"
-    ),
-    WorkloadInfo(
-        "math500",
-        "math500",
-        "competition math, LaTeX answers",
-        "math",
-        "HuggingFaceH4/MATH-500 (test)",
-    ),
-    WorkloadInfo(
-        "mmlu-pro",
-        "mmlu_pro",
-        "ten-option multiple choice, 14 subjects",
-        "choice",
-        "TIGER-Lab/MMLU-Pro (test)",
-    ),
-    WorkloadInfo(
-        "gpqa",
-        "gpqa",
-        "graduate-level science multiple choice (diamond)",
-        "choice",
-        "Idavidrein/gpqa (gpqa_diamond)",
-    ),
-    WorkloadInfo(
-        "simpleqa", "simpleqa", "short factual questions", "exact", "basicv8vc/SimpleQA (test)"
-    ),
-    WorkloadInfo(
-        "natural-reasoning",
-        "natural_reasoning",
-        "free-form reasoning questions with reference answers",
-        "judge",
-        "facebook/natural_reasoning (train)",
-    ),
-    WorkloadInfo(
-        "wildchat",
-        "wildchat",
-        "real chat requests, compared with ChatGPT's reply",
-        "judge-pairwise",
-        "allenai/WildChat-1M (train)",
-    ),
-    WorkloadInfo(
-        "file",
-        "user_file",
-        "your own questions (JSONL, JSON, CSV, Parquet) with a column mapping",
-        "per mapping",
-        "--data-file PATH",
-    ),
-)
-WORKLOAD_INFO: dict[str, WorkloadInfo] = {info.name: info for info in _INFO}
-WORKLOADS: tuple[str, ...] = tuple(WORKLOAD_INFO)
+@cache
+def _registry() -> dict[str, tuple[WorkloadInfo, ModuleType]]:
+    found: dict[str, tuple[WorkloadInfo, ModuleType]] = {}
+    for module in pkgutil.iter_modules(__path__):
+        if module.name.startswith("_"):
+            continue
+        loaded = importlib.import_module(f"{__name__}.{module.name}")
+        info = getattr(loaded, "INFO", None)
+        if isinstance(info, WorkloadInfo):
+            found[info.name] = (info, loaded)
+    # The offline default first, a user's own file last; the benchmarks between, by name.
+    order = sorted(found, key=lambda n: (n != "reasoning-gym", n == "file", n))
+    return {name: found[name] for name in order}
 
 
-def split_name(name: str) -> tuple[str, str]:
-    """`reasoning-gym:hard` → ("reasoning-gym", "hard"); an unknown base name is an error."""
+def workloads() -> dict[str, WorkloadInfo]:
+    """Every workload, by name."""
+    return {name: info for name, (info, _) in _registry().items()}
+
+
+def split_name(name: str) -> tuple[WorkloadInfo, str]:
+    """`reasoning-gym:hard` → (reasoning-gym's info, "hard"); an unknown name is an error."""
     base, _, options = name.partition(":")
-    base = base.strip()
-    if base not in WORKLOAD_INFO:
-        raise PerwattError(f"unknown workload '{base}'; known: {', '.join(WORKLOADS)}")
-    return base, options.strip()
+    entry = _registry().get(base.strip())
+    if entry is None:
+        raise PerwattError(f"unknown workload '{base.strip()}'; known: {', '.join(_registry())}")
+    return entry[0], options.strip()
 
 
 def load_workload(
     name: str, *, limit: int, seed: int = 0, data_file: Path | None = None
 ) -> list[Item]:
-    """The first `limit` items of the named workload; the same name, limit, seed and data give
-    the same items in every process, and a smaller limit gives a prefix of a larger one."""
-    base, options = split_name(name)
+    """The first `limit` items of the named workload, each naming its scorer; the same name,
+    limit, seed and data give the same items in every process, and a smaller limit gives a
+    prefix of a larger one."""
+    info, options = split_name(name)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise PerwattError(f"the workload limit must be a positive whole number, not {limit!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise PerwattError(f"the workload seed must be a whole number >= 0, not {seed!r}")
-    if base == "reasoning-gym":
-        return _reasoning_gym(options, limit, seed, data_file)
-    if base == "file":
-        from perwatt.workloads import user_file
-
-        return user_file.load(limit, seed, data_file, user_file.parse_mapping(options))
-    if options:
-        raise PerwattError(f"the {base} workload takes no options (got '{options}')")
-    module = importlib.import_module(f"perwatt.workloads.{WORKLOAD_INFO[base].module}")
-    items: list[Item] = module.load(limit, seed, data_file)
-    return items
-
-
-def _reasoning_gym(options: str, limit: int, seed: int, data_file: Path | None) -> list[Item]:
-    if data_file is not None:
+    if options and not info.options:
+        raise PerwattError(f"the {info.name} workload takes no options (got '{options}')")
+    if info.generated and data_file is not None:
         raise PerwattError(
-            "the reasoning-gym workload is generated offline; it takes no --data-file"
+            f"the {info.name} workload is generated offline; it takes no --data-file"
         )
-    if importlib.util.find_spec("reasoning_gym") is None:
-        raise PerwattError(
-            "the reasoning-gym workload needs the 'reasoning-gym' package; "
-            "install perwatt with the 'local' extra (`pip install 'perwatt[local]'`)"
-        )
-    from perwatt.workloads import reasoning_gym
-
-    tasks = reasoning_gym.parse_selection(options)
-    return reasoning_gym.load(limit, seed, tasks)
+    module = _registry()[info.name][1]
+    kwargs = {"options": options} if info.options else {}
+    items: list[Item] = module.load(limit, seed, data_file, **kwargs)
+    return [i if i.scorer else dataclasses.replace(i, scorer=info.scorer) for i in items]
 
 
-__all__ = ["WORKLOADS", "WORKLOAD_INFO", "WorkloadInfo", "load_workload", "split_name"]
+__all__ = ["WorkloadInfo", "load_workload", "split_name", "workloads"]

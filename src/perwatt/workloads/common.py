@@ -47,6 +47,22 @@ class SourceRow:
 
 
 @dataclass(frozen=True)
+class WorkloadInfo:
+    """What a workload is, how its answers are scored and where its data comes from.
+
+    Every workload module defines one as `INFO`, beside its `load(limit, seed, data_file)`
+    (plus `options` when `options` describes some): that is the whole registry entry.
+    """
+
+    name: str
+    description: str
+    scorer: str  # the default scorer of its items ("per item" sources set their own)
+    source: str
+    options: str = ""  # what may follow "NAME:" (empty: none)
+    generated: bool = False  # made offline, so it takes no --data-file
+
+
+@dataclass(frozen=True)
 class HubDataset:
     """A public dataset on the Hugging Face hub, and what its offline copy looks like."""
 

@@ -18,6 +18,7 @@ from perwatt.workloads.choices import LETTERS, format_question
 from perwatt.workloads.common import (
     HubDataset,
     SourceRow,
+    WorkloadInfo,
     check_unique_ids,
     select_items,
     source_rows,
@@ -30,6 +31,12 @@ HUB = HubDataset(
     "gpqa_diamond",
     "train",
     "gpqa_diamond.csv (gated on the hub: accept its terms)",
+)
+INFO = WorkloadInfo(
+    WORKLOAD,
+    "graduate-level science multiple choice (diamond)",
+    "choice",
+    "Idavidrein/gpqa (gpqa_diamond)",
 )
 _WRONG = ("Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
 

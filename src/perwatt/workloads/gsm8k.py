@@ -15,6 +15,7 @@ from perwatt.scoring.numeric import reference_number
 from perwatt.workloads.common import (
     HubDataset,
     SourceRow,
+    WorkloadInfo,
     select_items,
     source_rows,
     text_field,
@@ -23,6 +24,7 @@ from perwatt.workloads.common import (
 WORKLOAD = "gsm8k"
 DOMAIN = "math word problems"
 HUB = HubDataset("openai/gsm8k", "main", "test", "the GSM8K test split: test.jsonl")
+INFO = WorkloadInfo(WORKLOAD, "grade-school math word problems", "numeric", "openai/gsm8k (test)")
 ANSWER_FORMAT = (
     "Solve the problem step by step. Give the final answer on the last line, in the form "
     "'Answer: <number>'."

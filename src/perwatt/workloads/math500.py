@@ -15,6 +15,7 @@ from perwatt.records import Example, Item
 from perwatt.workloads.common import (
     HubDataset,
     SourceRow,
+    WorkloadInfo,
     check_unique_ids,
     field,
     select_items,
@@ -24,6 +25,9 @@ from perwatt.workloads.common import (
 
 WORKLOAD = "math500"
 HUB = HubDataset("HuggingFaceH4/MATH-500", None, "test", "MATH-500's test.jsonl")
+INFO = WorkloadInfo(
+    WORKLOAD, "competition math, LaTeX answers", "math", "HuggingFaceH4/MATH-500 (test)"
+)
 ANSWER_FORMAT = "Solve the problem step by step, and put your final answer within \\boxed{}."
 
 

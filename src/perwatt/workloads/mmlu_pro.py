@@ -16,6 +16,7 @@ from perwatt.workloads.choices import LETTERS, format_question
 from perwatt.workloads.common import (
     HubDataset,
     SourceRow,
+    WorkloadInfo,
     check_unique_ids,
     field,
     select_items,
@@ -25,6 +26,9 @@ from perwatt.workloads.common import (
 
 WORKLOAD = "mmlu-pro"
 HUB = HubDataset("TIGER-Lab/MMLU-Pro", None, "test", "MMLU-Pro's test split as Parquet or JSONL")
+INFO = WorkloadInfo(
+    WORKLOAD, "ten-option multiple choice, 14 subjects", "choice", "TIGER-Lab/MMLU-Pro (test)"
+)
 
 
 def load(limit: int, seed: int = 0, data_file: Path | None = None) -> list[Item]:

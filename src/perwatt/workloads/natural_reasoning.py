@@ -14,12 +14,25 @@ from pathlib import Path
 
 from perwatt.errors import PerwattError
 from perwatt.records import Item
-from perwatt.workloads.common import HubDataset, SourceRow, select_items, source_rows, text_field
+from perwatt.workloads.common import (
+    HubDataset,
+    SourceRow,
+    WorkloadInfo,
+    select_items,
+    source_rows,
+    text_field,
+)
 
 WORKLOAD = "natural-reasoning"
 DOMAIN = "general reasoning"
 HUB = HubDataset(
     "facebook/natural_reasoning", None, "train", "a JSONL part of NaturalReasoning", streaming=True
+)
+INFO = WorkloadInfo(
+    WORKLOAD,
+    "free-form reasoning questions with reference answers",
+    "judge",
+    "facebook/natural_reasoning (train)",
 )
 ANSWER_FORMAT = (
     "Reason step by step, then give your final answer on the last line, in the form "

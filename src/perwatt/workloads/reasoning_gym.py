@@ -24,11 +24,20 @@ from typing import TYPE_CHECKING, Any
 
 from perwatt.errors import PerwattError
 from perwatt.records import Example, Item
+from perwatt.workloads.common import WorkloadInfo
 
 if TYPE_CHECKING:
     from reasoning_gym.dataset import ProceduralDataset
 
 WORKLOAD = "reasoning-gym"
+INFO = WorkloadInfo(
+    WORKLOAD,
+    "procedurally generated reasoning tasks (tiers easy/medium/hard, any task)",
+    "reasoning-gym",
+    "generated offline",
+    options="easy | medium | hard | TASK[@LEVEL][(key=value,...)],...",
+    generated=True,
+)
 ANSWER_FORMAT = "Give only the final answer on the last line, in the form 'Answer: <answer>'."
 EXAMPLES_PER_ITEM = 2
 
@@ -152,7 +161,22 @@ def domains(tasks: tuple[TaskSpec, ...] = DEFAULT_TASKS) -> list[str]:
     return list(dict.fromkeys(t.domain for t in tasks))
 
 
-def load(limit: int, seed: int = 0, tasks: tuple[TaskSpec, ...] = DEFAULT_TASKS) -> list[Item]:
+def load(limit: int, seed: int = 0, data_file: object = None, options: str = "") -> list[Item]:
+    """The workload registry's entry: the mix or selection `options` names (see
+    `parse_selection`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("reasoning_gym") is None:
+        raise PerwattError(
+            "the reasoning-gym workload needs the 'reasoning-gym' package; "
+            "install perwatt with the 'local' extra (`pip install 'perwatt[local]'`)"
+        )
+    return load_tasks(limit, seed, parse_selection(options))
+
+
+def load_tasks(
+    limit: int, seed: int = 0, tasks: tuple[TaskSpec, ...] = DEFAULT_TASKS
+) -> list[Item]:
     """The first `limit` items of the mix, tasks interleaved round-robin.
 
     The same seed gives the same items in every process, and a smaller limit gives a prefix of a

@@ -17,6 +17,7 @@ from perwatt.records import Example, Item
 from perwatt.workloads.common import (
     HubDataset,
     SourceRow,
+    WorkloadInfo,
     field,
     select_items,
     source_rows,
@@ -25,6 +26,7 @@ from perwatt.workloads.common import (
 
 WORKLOAD = "simpleqa"
 HUB = HubDataset("basicv8vc/SimpleQA", None, "test", "simple_qa_test_set.csv")
+INFO = WorkloadInfo(WORKLOAD, "short factual questions", "exact", "basicv8vc/SimpleQA (test)")
 ANSWER_FORMAT = (
     "Give only the final answer, as short as possible, on the last line, in the form "
     "'Answer: <answer>'."

@@ -24,9 +24,11 @@ from pathlib import Path
 
 from perwatt.errors import PerwattError
 from perwatt.records import Example, Item
+from perwatt.scoring import get_scorer, scorers
 from perwatt.workloads.choices import LETTERS, format_question
 from perwatt.workloads.common import (
     SourceRow,
+    WorkloadInfo,
     check_unique_ids,
     field,
     jsonable,
@@ -36,8 +38,14 @@ from perwatt.workloads.common import (
 )
 
 WORKLOAD = "file"
+INFO = WorkloadInfo(
+    WORKLOAD,
+    "your own questions (JSONL, JSON, CSV, Parquet) with a column mapping",
+    "",  # each item names its own (the mapping's, else numeric or exact by its reference)
+    "--data-file PATH",
+    options="question=COL,answer=COL[,id=,task=,domain=,choices=,scorer=]",
+)
 ANSWER_FORMAT = "Give only the final answer on the last line, in the form 'Answer: <answer>'."
-SCORERS = ("numeric", "choice", "math", "exact", "judge", "judge-pairwise")
 _COLUMN_KEYS = ("question", "answer", "id", "domain", "task", "choices")
 _ALIASES = {"reference": "answer", "options": "choices"}
 
@@ -70,20 +78,19 @@ def parse_mapping(spec: str) -> ColumnMapping:
             raise PerwattError(f"column mapping: '{key}' is given twice")
         values[key] = value.strip()
     scorer = values.get("scorer")
-    if scorer is not None and scorer not in SCORERS:
+    if scorer is not None and scorer not in scorers():
         raise PerwattError(
-            f"column mapping: unknown scorer '{scorer}' (known: {', '.join(SCORERS)})"
+            f"column mapping: unknown scorer '{scorer}' (known: {', '.join(scorers())})"
         )
     return ColumnMapping(**values)
 
 
-def load(
-    limit: int, seed: int = 0, data_file: Path | None = None, mapping: ColumnMapping | None = None
-) -> list[Item]:
-    """The first `limit` records of the file in the seeded order."""
+def load(limit: int, seed: int = 0, data_file: Path | None = None, options: str = "") -> list[Item]:
+    """The first `limit` records of the file in the seeded order, under the column mapping
+    `options` gives."""
     if data_file is None:
         raise PerwattError("the file workload needs --data-file PATH (JSONL, JSON, CSV or Parquet)")
-    mapping = mapping or ColumnMapping()
+    mapping = parse_mapping(options)
     rows = read_rows(data_file)
     items = [item_from_row(row, mapping) for row in rows]
     check_unique_ids(items, rows)
@@ -103,9 +110,8 @@ def item_from_row(row: SourceRow, mapping: ColumnMapping) -> Item:
     else:
         reference = text_field(row, mapping.answer)
         scorer = mapping.scorer or _default_scorer(reference)
-        if scorer not in ("judge", "judge-pairwise") and not _states_format(question):
+        if not get_scorer(scorer).is_judge and not _states_format(question):
             question = f"{question}\n\n{ANSWER_FORMAT}"
-    metadata["scorer"] = scorer
     item_id = text_field(row, mapping.id) if mapping.id else f"row-{row.index + 1:05d}"
     return Item(
         item_id=item_id,
@@ -115,6 +121,7 @@ def item_from_row(row: SourceRow, mapping: ColumnMapping) -> Item:
         question=question,
         reference=reference,
         metadata=jsonable(metadata),
+        scorer=scorer,
     )
 
 

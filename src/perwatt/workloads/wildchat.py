@@ -22,6 +22,7 @@ from perwatt.records import Item
 from perwatt.workloads.common import (
     HubDataset,
     SourceRow,
+    WorkloadInfo,
     check_unique_ids,
     field,
     select_items,
@@ -33,6 +34,12 @@ DOMAIN = "chat"
 LANGUAGE = "English"
 HUB = HubDataset(
     "allenai/WildChat-1M", None, "train", "a Parquet shard of WildChat-1M", streaming=True
+)
+INFO = WorkloadInfo(
+    WORKLOAD,
+    "real chat requests, compared with ChatGPT's reply",
+    "judge-pairwise",
+    "allenai/WildChat-1M (train)",
 )
 
 

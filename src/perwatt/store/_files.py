@@ -1,0 +1,10 @@
+"""The files a run directory holds (docs/run-directory.md)."""
+
+REQUESTS_FILE = "requests.parquet"
+POWER_FILE = "power.parquet"
+ITEMS_FILE = "items.parquet"
+SCORES_FILE = "scores.parquet"
+MANIFEST_FILE = "manifest.json"
+SUMMARY_FILE = "summary.json"
+SERVER_LOG_FILE = "server.log"
+CHECKPOINT_DIR = ".partial"

@@ -1,0 +1,191 @@
+"""manifest.json as a typed record: written by the runner, parsed once by `read_run`.
+
+Every section a later stage reads is a field here, so no consumer looks a manifest up by string
+keys: `run.manifest.energy.totals.window_j`, not `manifest["energy"]["totals"]["window_j"]`.
+A manifest of the wrong shape is one clear error naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from perwatt.config import RunSpec
+from perwatt.energy.idle import IdleBaseline
+from perwatt.energy.sources import EnergySourceInfo
+from perwatt.hardware import HardwareInfo
+
+# Bumped when a field changes meaning; readers of an older manifest know what to expect.
+MANIFEST_VERSION = 2
+
+RunStatus = Literal["complete", "interrupted"]
+
+
+class _Section(BaseModel):
+    # Unknown keys are ignored so that an older perwatt can still read a newer run's manifest.
+    model_config = ConfigDict(extra="ignore")
+
+
+class ModelInfo(_Section):
+    """The model a run measured."""
+
+    name: str
+    display_name: str = ""
+    package: str | None = None
+    prompt_style: str = "chat"
+    active_params: int | None = None
+    quantization: str | None = None
+    release_date: str | None = None
+
+
+class SloInfo(_Section):
+    ttft_s: float | None = None
+    e2e_s: float | None = None
+
+
+class LoadInfo(_Section):
+    """How load was generated: closed loop (concurrency) or open loop (rate)."""
+
+    label: str
+    mode: Literal["closed-loop", "open-loop"] = "closed-loop"
+    concurrency: int | None = 1
+    rate_per_s: float | None = None
+    burstiness: float | None = None
+    max_in_flight: int | None = None
+    duration_s: float | None = None
+    warmup_requests_excluded: int = 0
+    slo: SloInfo = Field(default_factory=SloInfo)
+
+
+class EnergyTotals(_Section):
+    """What the meter saw over the run, as opposed to what was attributed to requests.
+
+    `window_blocks` cuts the workload window (first request sent → last request done) into
+    equal blocks of (seconds, joules): the unit of the block bootstrap of average power under
+    concurrency, where requests overlap and cannot be resampled on their own.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    label: str  # e.g. "estimated:cputime" or "measured:nvml"
+    metered_total_j: float
+    unattributed_j: float
+    idle_power_w: float
+    window_s: float
+    window_j: float
+    uncertainty: str = ""
+    band: str = ""  # e.g. "×/÷2" for the CPU-time estimate; "" for counters
+    window_blocks: list[tuple[float, float]] = Field(default_factory=list)
+
+
+class IdleInfo(_Section):
+    power_w: float = 0.0
+    segments: list[IdleBaseline | None] = Field(default_factory=list)
+
+
+class AttributionInfo(_Section):
+    method: str = ""
+    clipped_requests: int = 0
+
+
+class EnergyInfo(_Section):
+    """How the run's energy was obtained, and what it came to."""
+
+    label: str
+    sources: list[EnergySourceInfo] = Field(default_factory=list)
+    sample_interval_s: float | None = None
+    idle_baseline: IdleInfo = Field(default_factory=IdleInfo)
+    totals: EnergyTotals
+    attribution: AttributionInfo = Field(default_factory=AttributionInfo)
+    anomalies: list[str] = Field(default_factory=list)
+
+
+class ServerInfo(_Section):
+    """The model server: one perwatt started (managed) or the user's own endpoint."""
+
+    managed: bool = False
+    endpoint: str = ""
+    energy_scope: str = ""
+    software: str = ""
+    pid: int | None = None
+    startup_s: float | None = None
+    command: list[str] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    model_file: str | None = None
+    model_sha256: str | None = None
+
+
+class Segment(_Section):
+    """One attempt at a run: a fresh run has one; each --resume adds another."""
+
+    run_id: str
+    started: str
+    t_start: float
+    ended: str = ""
+    warmup_requests: int = 0
+    idle_window: tuple[float, float] | None = None
+    idle: IdleBaseline | None = None
+    energy_sources: list[EnergySourceInfo] = Field(default_factory=list)
+    counter_events: list[str] = Field(default_factory=list)
+    server: ServerInfo | None = None
+    # CPU seconds perwatt itself (client, scoring, checkpoints, sampler thread) used while the
+    # workload ran: on a small machine that CPU competes with the server.
+    harness_cpu_s: float = 0.0
+    # What the energy sampler could not do: failed reads, and readings held because they came
+    # out lower than the previous one (a counter must never step back).
+    sampler_failed_reads: int = 0
+    sampler_errors: list[str] = Field(default_factory=list)
+    held_reads: int = 0
+
+
+class ScoringEntry(_Section):
+    """One re-scoring of the run's rows (`perwatt score`)."""
+
+    scorer: str
+    scored_at: str
+    source_run_id: str
+    source_path: str
+    rows: int
+    correct_before: int
+    correct_after: int
+    changed: int
+    unscored: int
+    judge: dict[str, Any] | None = None
+
+
+class Manifest(_Section):
+    """Provenance of one run: what ran, where, with what software, and how energy was obtained."""
+
+    manifest_version: int = MANIFEST_VERSION
+    run_id: str
+    perwatt_version: str = ""
+    status: RunStatus
+    requests: int = 0
+    command_line: list[str] = Field(default_factory=list)
+    config: RunSpec
+    model: ModelInfo
+    workload: str
+    seed: int = 0
+    load: LoadInfo
+    hardware: HardwareInfo | None = None
+    software: dict[str, str] = Field(default_factory=dict)
+    energy: EnergyInfo
+    segments: list[Segment] = Field(default_factory=list)
+    started: str = ""
+    ended: str = ""
+    scoring: list[ScoringEntry] = Field(default_factory=list)
+
+    @property
+    def concurrency(self) -> int | None:
+        """Requests in flight (closed loop), None for an open-loop run."""
+        return self.load.concurrency if self.load.mode == "closed-loop" else None
+
+    @property
+    def idle_power_by_domain(self) -> dict[str, float]:
+        """The idle baseline in W per energy domain (the last measured attempt's)."""
+        out: dict[str, float] = {}
+        for segment in self.energy.idle_baseline.segments:
+            if segment is not None:
+                out.update(segment.power_w)
+        return out

@@ -1,0 +1,244 @@
+"""Writing a run directory: append-and-checkpoint while the run goes, finalize atomically.
+
+While a run is going, each completed request is appended to a checkpoint (`.partial/`) and
+flushed to disk, so a crash or Ctrl-C loses nothing that finished and `--resume` can continue.
+The final files are written under a temporary name and renamed into place; the manifest goes
+last, so its presence says the other files are whole. A run directory has one writer at a time:
+an exclusive lock, held for the writer's life and released by the kernel when its process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from perwatt.energy.timeline import TimelineRow
+from perwatt.errors import PerwattError
+from perwatt.files import TEMP_SUFFIX, remove_temp_files, write_json, write_table
+from perwatt.records import RequestRecord
+from perwatt.store._files import (
+    CHECKPOINT_DIR,
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    POWER_FILE,
+    REQUESTS_FILE,
+    SCORES_FILE,
+    SERVER_LOG_FILE,
+    SUMMARY_FILE,
+)
+from perwatt.store._manifest import Manifest, Segment
+from perwatt.store._schema import items_table, power_table, records_table
+
+_SEGMENTS = TypeAdapter(list[Segment])
+# Who holds a run directory's lock, for the error a second writer gets.
+HOLDER_FILE = "writer"
+
+
+class RunWriter:
+    """Appends completed requests and power samples to a checkpoint, then finalizes the run."""
+
+    def __init__(self, run_dir: Path, *, resume: bool = False) -> None:
+        self.run_dir = run_dir
+        self.checkpoint = run_dir / CHECKPOINT_DIR
+        if run_dir.exists() and not run_dir.is_dir():
+            raise PerwattError(f"--out {run_dir} is a file, not a run directory")
+        exists = run_dir.is_dir() and any(run_dir.iterdir())
+        if exists and not resume:
+            raise PerwattError(
+                f"run directory {run_dir} already exists; pass --resume to continue it "
+                "or choose another --out"
+            )
+        if resume and not (self.checkpoint.is_dir() or (run_dir / MANIFEST_FILE).is_file()):
+            raise PerwattError(f"nothing to resume in {run_dir}: no run was started there")
+        self._created = not exists
+        self._lock: int | None = _lock(run_dir)
+        # What an interrupted finalize left behind (temporary names) is never a result.
+        remove_temp_files(run_dir)
+        self.checkpoint.mkdir(parents=True, exist_ok=True)
+        remove_temp_files(self.checkpoint)
+        (self.checkpoint / HOLDER_FILE).write_text(f"perwatt (pid {os.getpid()})\n")
+        self._requests = _open_append(self.checkpoint / "requests.jsonl")
+        self._power = _open_append(self.checkpoint / "power.jsonl")
+
+    # -- what earlier attempts left ------------------------------------------------------------
+
+    def checkpointed_records(self) -> list[RequestRecord]:
+        """Requests completed so far, by this and earlier attempts of the run."""
+        return [RequestRecord(**row) for row in _read_jsonl(self.checkpoint / "requests.jsonl")]
+
+    def checkpointed_power(self) -> list[TimelineRow]:
+        return [TimelineRow(**row) for row in _read_jsonl(self.checkpoint / "power.jsonl")]
+
+    def checkpointed_segments(self) -> list[Segment]:
+        path = self.checkpoint / "segments.json"
+        if not path.is_file():
+            return []
+        try:
+            return _SEGMENTS.validate_json(path.read_bytes())
+        except ValidationError as exc:
+            raise PerwattError(
+                f"{path}: not a perwatt checkpoint ({exc.errors()[0]['msg']})"
+            ) from None
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def save_segments(self, segments: Sequence[Segment]) -> None:
+        """Record the attempts of this run so a resume can continue them."""
+        write_json(self.checkpoint / "segments.json", list(segments))
+
+    def write_items(self, items: Sequence[Any], prompts: dict[str, Any]) -> None:
+        """items.parquet: every item of the run with the exact request it is sent."""
+        write_table(self.run_dir / ITEMS_FILE, items_table(items, prompts))
+
+    def append_request(self, record: RequestRecord) -> None:
+        """Checkpoint one completed request; it is on disk when this returns."""
+        self._requests.write(json.dumps(dataclasses.asdict(record)) + "\n")
+        self._requests.flush()
+        os.fsync(self._requests.fileno())
+
+    def append_power(self, rows: Iterable[TimelineRow]) -> None:
+        lines = [json.dumps(dataclasses.asdict(r)) + "\n" for r in rows]
+        if lines:
+            self._power.writelines(lines)
+            self._power.flush()
+
+    def finalize(
+        self,
+        records: Sequence[RequestRecord],
+        power: Sequence[TimelineRow],
+        manifest: Manifest,
+        summary: Any,
+        *,
+        complete: bool,
+    ) -> None:
+        """Write the contract files atomically, the manifest last; drop the checkpoint once
+        complete. The writer is closed afterwards."""
+        self._close_files()
+        write_table(self.run_dir / REQUESTS_FILE, records_table(records))
+        write_table(self.run_dir / POWER_FILE, power_table(power))
+        write_json(self.run_dir / SUMMARY_FILE, summary)
+        write_json(self.run_dir / MANIFEST_FILE, manifest)
+        if complete:
+            shutil.rmtree(self.checkpoint, ignore_errors=True)
+        self.close()
+
+    def discard(self) -> None:
+        """Remove a run directory this writer created and nothing completed in."""
+        self._close_files()
+        if self._created:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.close()
+
+    def _close_files(self) -> None:
+        for handle in (self._requests, self._power):
+            if not handle.closed:
+                handle.close()
+
+    def close(self) -> None:
+        """Close the checkpoint files and release the run directory's lock."""
+        self._close_files()
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                (self.checkpoint / HOLDER_FILE).unlink(missing_ok=True)
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
+
+
+def _lock(run_dir: Path) -> int:
+    """Take the run directory's exclusive lock (flock on the directory itself), or fail naming
+    the process that holds it. The kernel drops the lock when its process dies, so a stale lock
+    never blocks a resume."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        holder = run_dir / CHECKPOINT_DIR / HOLDER_FILE
+        who = holder.read_text().strip() if holder.is_file() else "another process"
+        raise PerwattError(
+            f"run directory {run_dir} is in use by {who}; wait for it to finish or stop it"
+        ) from None
+    return fd
+
+
+def _open_append(path: Path) -> Any:
+    """Open a checkpoint for appending after cutting off a torn last line (a crash, or a full
+    disk, mid-write), so the next line starts clean and every complete line is kept."""
+    if path.is_file():
+        with path.open("rb+") as handle:
+            data = handle.read()
+            keep = data.rfind(b"\n") + 1
+            if keep < len(data):
+                handle.truncate(keep)
+    return path.open("a", encoding="utf-8")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith("\n"):
+                break  # a torn last line: that request never completed
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise PerwattError(f"{path}:{number}: not a checkpoint line") from None
+    return rows
+
+
+def write_rescored(
+    run_dir: Path,
+    target: Path | None,
+    records: Sequence[RequestRecord],
+    scores: Any,
+    manifest: Manifest,
+    summary: Any,
+) -> Path:
+    """Write a re-scored run: in place (`target` None, under the run's lock) or as a new run
+    directory `target`, built under a temporary name and renamed into place. The rows, how each
+    was scored (scores.parquet), the summary and the manifest (last) are written; the energy
+    timeline, the items and the server log are copied unchanged. Returns where it went."""
+    requests_table = records_table(records)
+    if target is None:
+        fd = _lock(run_dir)
+        try:
+            write_table(run_dir / SCORES_FILE, scores)
+            write_table(run_dir / REQUESTS_FILE, requests_table)
+            write_json(run_dir / SUMMARY_FILE, summary)
+            write_json(run_dir / MANIFEST_FILE, manifest)
+        finally:
+            os.close(fd)
+        return run_dir
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise PerwattError(f"{target} already exists; choose another --out")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX,
+                                    dir=target.parent))  # fmt: skip
+    try:
+        for name in (POWER_FILE, ITEMS_FILE, SERVER_LOG_FILE):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, staging / name)
+        write_table(staging / SCORES_FILE, scores)
+        write_table(staging / REQUESTS_FILE, requests_table)
+        write_json(staging / SUMMARY_FILE, summary)
+        write_json(staging / MANIFEST_FILE, manifest)
+        if target.exists():
+            target.rmdir()  # checked empty above
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
