@@ -372,7 +372,7 @@ def make_app(state: HostileState) -> web.Application:
             key = hashlib.sha256(_prompt_of(await request.read())).hexdigest()
             name = state.shape_for(key)
         with state.lock:
-            state.log.append({**entry, "event": "served", "shape": name})
+            state.log.append({**entry, "event": "served", "shape": name, "prompt": key})
         reply = Reply(request, request.path.endswith("/chat/completions"), state, key)
         response = await SHAPES[name].write(reply)
         state.last_done[connection] = time.monotonic()
