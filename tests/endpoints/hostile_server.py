@@ -322,8 +322,14 @@ class HostileState:
     by_prompt: dict[str, str] = field(default_factory=dict)
     # When each kept-alive connection (keyed by its transport) last finished an answer.
     last_done: dict[Any, float] = field(default_factory=dict)
+    connections: dict[Any, int] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)  # arrivals per prompt (rate_limited_once)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connection_number(self, transport: Any) -> int:
+        """1, 2, ... in order of each connection's first request."""
+        with self.lock:
+            return self.connections.setdefault(transport, len(self.connections) + 1)
 
     def shape_for(self, prompt_key: str) -> str:
         with self.lock:
@@ -347,6 +353,7 @@ def make_app(state: HostileState) -> web.Application:
             "path": request.path_qs,
             "authorization": request.headers.get("Authorization"),
             "t_arrive": t_arrive,
+            "connection": state.connection_number(request.transport),
         }
         last = state.last_done.pop(connection, None)
         if (

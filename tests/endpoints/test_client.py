@@ -186,6 +186,19 @@ def test_a_closed_port_is_connect_and_is_not_retried():
 # -- stale kept-alive connections (issue 12 item 11) -----------------------------------------
 
 
+def test_connections_are_kept_alive_across_requests(server):
+    """The stream is read to its end after [DONE], so aiohttp can reuse the connection."""
+
+    async def go() -> None:
+        async with StreamingClient(server.url("ok"), "hostile") as client:
+            for prompt in (CHAT, TEXT, CHAT, TEXT):
+                assert (await client.complete(prompt)).status == "ok"
+
+    before = len(server.log())
+    asyncio.run(go())
+    assert len({e["connection"] for e in server.log()[before:]}) == 1
+
+
 def test_the_server_really_drops_a_request_on_an_idle_kept_alive_connection(idle_closing):
     """The reproduction itself: a plain aiohttp client fails exactly as issue 12 reports."""
 

@@ -80,6 +80,9 @@ KEEPALIVE_TIMEOUT_S = 4.0
 RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limited", "connect", "disconnected", "server"})
 RETRYABLE_HTTP_STATUSES: frozenset[int] = frozenset({408, 500, 502, 503, 504})
 RETRY_BACKOFF_S = 0.5
+# After [DONE], how long the end of the response (the chunked terminator, normally already there)
+# is waited for, so that the connection can be reused.
+DRAIN_AFTER_DONE_S = 0.1
 
 # API keys come only from the environment or the URL, and are only ever put in a request header.
 API_KEY_ENV_VARS: tuple[str, ...] = ("PERWATT_API_KEY", "OPENAI_API_KEY")
@@ -186,6 +189,9 @@ def is_retryable(completion: Completion) -> bool:
     return completion.error_kind in RETRYABLE_KINDS or (
         completion.error_kind == "http" and completion.http_status in RETRYABLE_HTTP_STATUSES
     )
+
+
+_JSON = json.JSONDecoder()
 
 
 class _Malformed(Exception):
@@ -367,11 +373,14 @@ class StreamingClient:
         retry_after: float | None = None
         reconnected = done = False
         t_sent = clock()
+        t_done: float | None = None  # when the answer was complete
         try:
             # One deadline for the whole request, so a server that trickles bytes cannot hang it.
             async with asyncio.timeout(self.timeout_s):
+                http = self._http()
+                t_sent = clock()  # the body is already bytes: nothing but aiohttp from here on
                 try:
-                    response = await self._http().post(url, data=body)
+                    response = await http.post(url, data=body)
                 except aiohttp.ClientConnectorError:
                     raise
                 except _STALE_CONNECTION:
@@ -391,6 +400,7 @@ class StreamingClient:
                                    "protocol")  # fmt: skip
                     else:
                         readline = response.content.readuntil
+                        decode = _JSON.raw_decode
                         while True:
                             line = await readline(b"\n", max_size=STREAM_LINE_MAX_BYTES)
                             if not line:
@@ -402,7 +412,12 @@ class StreamingClient:
                                 done = True
                                 break
                             try:
-                                event = json.loads(data)
+                                # json.loads without its wrappers (encoding sniffing, a regex for
+                                # trailing whitespace): the stripped line must be one JSON value.
+                                text = data.decode()
+                                event, end = decode(text)
+                                if end != len(text):
+                                    raise ValueError(f"extra data at {end}")
                             except (ValueError, RecursionError) as exc:
                                 raise _Malformed(f"not JSON ({_short(exc)})") from None
                             if event.__class__ is not dict:
@@ -448,6 +463,9 @@ class StreamingClient:
                             value = event.get("timings")
                             if value is not None:
                                 timings = _timings(value)
+                        t_done = clock()
+                        if done and not response.content.at_eof():
+                            await _drain(response.content)
         except _Malformed as exc:
             failure = (f"malformed stream chunk: {exc}", "protocol")
         except _ServerError as exc:
@@ -486,7 +504,8 @@ class StreamingClient:
             )  # fmt: skip
         return self._completion(
             "truncated" if finish_reason == "length" else "ok", parts, times, t_sent, usage,
-            timings, finish_reason, http_status=http_status, reconnected=reconnected,
+            timings, finish_reason, t_done=t_done, http_status=http_status,
+            reconnected=reconnected,
         )  # fmt: skip
 
     def _completion(
@@ -499,13 +518,15 @@ class StreamingClient:
         timings: tuple[int | None, float | None, int | None, float | None, int | None] | None,
         finish_reason: str | None,
         *,
+        t_done: float | None = None,
         error: str | None = None,
         error_kind: ErrorKind | None = None,
         http_status: int | None = None,
         retry_after_s: float | None = None,
         reconnected: bool = False,
     ) -> Completion:
-        t_done = self._clock()
+        if t_done is None:
+            t_done = self._clock()
         prompt_tokens = completion_tokens = cached = None
         if usage is not None:
             prompt_tokens, completion_tokens, cached = usage
@@ -576,6 +597,18 @@ def _authorization(base_url: str, env_key: str | None) -> tuple[str | None, list
         return f"Bearer {password}", secrets
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
     return f"Basic {basic}", secrets
+
+
+async def _drain(content: aiohttp.StreamReader) -> None:
+    """Read what follows [DONE] (the chunked terminator) so that the connection is kept alive:
+    aiohttp closes a connection whose response was not read to its end. Bounded: a server that
+    keeps sending after [DONE] costs at most DRAIN_AFTER_DONE_S, and its connection."""
+    try:
+        async with asyncio.timeout(DRAIN_AFTER_DONE_S):
+            while await content.readany():
+                pass
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+        pass
 
 
 async def _detail(response: aiohttp.ClientResponse) -> str:
