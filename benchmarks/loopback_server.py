@@ -9,6 +9,12 @@ per request from a seeded RNG:
 - ``--drop-rate``: send half the stream, then close the connection mid-stream;
 - ``--stall-rate``: send the headers and one chunk, then never finish (the client must time out).
 
+With ``--stamp`` it is also an independent clock for TTFT: it stamps ``time.monotonic()``
+(CLOCK_MONOTONIC, system-wide on Linux, so comparable with the client's) when the first byte of
+a request arrives and just before it writes the first token (after ``--first-token-ms``), keyed
+by the ``[[id=N]]`` marker in the request body; ``GET /stamps`` returns them as JSON
+``{"N": [t_arrive, t_first_write], ...}`` (benchmarks/bench_ttft.py reads them).
+
 Written on raw asyncio protocols so that one process serves several thousand streamed
 requests per second on one core.
 
@@ -21,7 +27,9 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import signal
+import time
 
 MODEL = "loopback"
 
@@ -79,6 +87,15 @@ class Options:
         self.half = {chat: HEAD + b"".join(_chunked(c) for c in cs[: len(cs) // 2])
                      for chat, cs in full.items()}  # fmt: skip
         self.stall = {chat: HEAD + _chunked(cs[0]) for chat, cs in full.items()}
+        self.stamp = args.stamp
+        self.first_token_s = args.first_token_ms / 1000
+        self.first = {chat: HEAD + _chunked(cs[0]) for chat, cs in full.items()}
+        self.rest = {chat: b"".join(_chunked(c) for c in cs[1:]) + b"0\r\n\r\n"
+                     for chat, cs in full.items()}  # fmt: skip
+        self.stamps: dict[str, list[float]] = {}
+
+
+_ID = re.compile(rb"\[\[id=(\d+)\]\]")
 
 
 class Http(asyncio.Protocol):
@@ -86,11 +103,14 @@ class Http(asyncio.Protocol):
         self.options = options
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
+        self.t_arrive = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer:  # the first bytes of a request
+            self.t_arrive = time.monotonic()
         self.buffer += data
         while True:
             end = self.buffer.find(b"\r\n\r\n")
@@ -104,17 +124,32 @@ class Http(asyncio.Protocol):
                     length = int(value)
             if len(self.buffer) < end + 4 + length:
                 return
+            body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
-            self.respond(head.split(b" ", 2))
+            self.respond(head.split(b" ", 2), body)
 
-    def respond(self, request_line: list[bytes]) -> None:
+    def respond(self, request_line: list[bytes], body: bytes = b"") -> None:
         assert self.transport is not None
         method, path = request_line[0], request_line[1]
+        opts = self.options
         if method == b"GET":
-            self.transport.write(MODELS)
+            if path.endswith(b"/stamps"):
+                payload = json.dumps(opts.stamps).encode()
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+                )
+            else:
+                self.transport.write(MODELS)
             return
         chat = path.endswith(b"/chat/completions")
-        opts = self.options
+        if opts.stamp:
+            found = _ID.search(body)
+            key = found.group(1).decode() if found else str(len(opts.stamps))
+            asyncio.get_running_loop().call_later(
+                opts.first_token_s, self.first_token, chat, key, self.t_arrive
+            )
+            return
         draw = opts.rng.random()
         if draw < opts.error_rate:
             self.transport.write(ERROR)
@@ -125,6 +160,15 @@ class Http(asyncio.Protocol):
             self.transport.write(opts.stall[chat])  # and never finish
         else:
             self.transport.write(opts.full[chat])
+
+    def first_token(self, chat: bool, key: str, t_arrive: float) -> None:
+        assert self.transport is not None
+        opts = self.options
+        t_first = time.monotonic()
+        self.transport.write(opts.first[chat])
+        opts.stamps[key] = [t_arrive, t_first]
+        # The other tokens a little later, as a server decoding them would.
+        asyncio.get_running_loop().call_later(0.001, self.transport.write, opts.rest[chat])
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -147,6 +191,8 @@ def main() -> None:
     parser.add_argument("--drop-rate", type=float, default=0.0)
     parser.add_argument("--stall-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stamp", action="store_true", help="stamp arrival and first write")
+    parser.add_argument("--first-token-ms", type=float, default=5.0)
     asyncio.run(serve(parser.parse_args()))
 
 

@@ -1,14 +1,64 @@
-from perwatt.redact import redact_argv, redact_url
+import pytest
+
+from perwatt.redact import redact_argv, redact_text, redact_url
 
 
-def test_url_credentials_and_key_parameters_are_masked():
-    url = "https://user:s3cret@api.example.com:8443/v1?api_key=sk-123&x=1"
-    out = redact_url(url)
-    assert "s3cret" not in out and "sk-123" not in out and "user" not in out
-    assert out.startswith("https://***@api.example.com:8443/v1") and "x=1" in out
+def test_userinfo_and_every_query_value_are_masked():
+    assert (
+        redact_url("http://user:KEY@h:8/v1?api_key=K&x=y") == "http://***@h:8/v1?api_key=***&x=***"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://api.example.com/v1", "https://api.example.com/v1"),
+        ("http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080/v1/"),
+        ("http://KEY@h/v1", "http://***@h/v1"),
+        ("http://:KEY@h/v1", "http://***@h/v1"),
+        ("http://u:p%40ss@h/v1", "http://***@h/v1"),
+        ("http://a@b:c@h/v1", "http://***@h/v1"),  # the last @ ends the userinfo
+        ("http://h/v1?q=innocuous-looking", "http://h/v1?q=***"),
+        ("http://h/v1?sk-bare-word", "http://h/v1?***"),
+        ("http://h/v1?a=1;b=2&c=", "http://h/v1?a=***;b=***&c=***"),
+        ("http://h/v1?", "http://h/v1?"),
+        ("http://h/v1#access_token=T", "http://h/v1#***"),
+        ("http://h:notaport/v1?k=v", "http://h:notaport/v1?k=***"),  # never raises
+        ("http://[::1]:8/v1?k=v", "http://[::1]:8/v1?k=***"),
+        ("https://u:p@h", "https://***@h"),
+    ],
+)
+def test_redact_url_shapes(url, expected):
+    assert redact_url(url) == expected
+
+
+def test_text_with_urls_is_redacted_and_other_text_is_untouched():
+    text = "Can not write request body for http://h:8/v1/chat/completions?api_key=SECRET"
+    assert (
+        redact_text(text)
+        == "Can not write request body for http://h:8/v1/chat/completions?api_key=***"
+    )
+    assert redact_text("no url here: a=b") == "no url here: a=b"
 
 
 def test_argv_secret_options_are_masked():
     argv = ["perwatt", "run", "--api-key", "sk-abc", "--judge-token=tok", "--limit", "5"]
     out = redact_argv(argv)
     assert "sk-abc" not in out and "--judge-token=***" in out and out[-2:] == ["--limit", "5"]
+
+
+def test_argv_urls_are_redacted_wherever_they_appear():
+    argv = [
+        "perwatt", "run",
+        "--endpoint", "http://user:KEY1@h:8/v1?api_key=KEY2&x=KEY3",
+        "--judge-endpoint=https://KEY4@judge/v1?q=KEY5",
+        "--prometheus", "http://h:9400/metrics?t=KEY6;DCGM_FI_DEV_POWER_USAGE;W",
+        "--model", "plain-name",
+    ]  # fmt: skip
+    out = redact_argv(argv)
+    joined = " ".join(out)
+    for marker in ("KEY1", "KEY2", "KEY3", "KEY4", "KEY5", "KEY6", "user"):
+        assert marker not in joined
+    assert out[3] == "http://***@h:8/v1?api_key=***&x=***"
+    assert out[4] == "--judge-endpoint=https://***@judge/v1?q=***"
+    assert out[-2:] == ["--model", "plain-name"]

@@ -1,30 +1,100 @@
 """An async client for OpenAI-compatible streaming endpoints (chat and completions).
 
-It records what latency metrics need — send time, first-token time, done time — plus token
-counts (the server's `usage` when it sends one, else the number of streamed content chunks) and
-the finish reason. Every wait is bounded by the request timeout; a failure becomes a result with
-status `error` or `timeout`, never an exception, so one bad request cannot stop a run.
+It records what latency metrics need — send time, first-token time, done time — plus what the
+server says about the request when it says it: `usage` (prompt, completion and cached tokens) and
+llama-server's `timings` (its own prefill and decode milliseconds). Without `usage` the completion
+tokens are the number of streamed content chunks (`token_count_source` says which).
+
+Nothing a server sends can raise out of `complete`: every wait is bounded by the request timeout
+and every failure becomes a `Completion` with status `error` or `timeout`, a readable `error` and
+an `error_kind` (see `ErrorKind`), so one bad request cannot stop a run. Every streamed chunk is
+checked for shape before it is used (`data: null`, `choices` as an object, integer `content` and
+the like are `protocol` errors), and one stream line may be at most `STREAM_LINE_MAX_BYTES`.
+
+Connections are kept alive. A kept-alive connection that the server closed while it sat idle
+(llama-server and uvicorn close idle connections after 5 s) fails before any response byte; that
+attempt is repeated once, transparently, on a fresh connection — it is not a measurement retry,
+and `t_sent` is the send time of the attempt that reached the server. Measurement retries (a 429
+honouring its `Retry-After`, a 503, a dropped stream) are `complete_with_retries`, off unless the
+caller asks, and it returns every attempt so that each can be recorded with its own energy.
+
+URLs: request paths are appended to the base URL's path, and its query string is kept as a query
+on every request (`http://h/v1?api-version=1` → `http://h/v1/chat/completions?api-version=1`).
+Credentials in the URL's userinfo are sent in the `Authorization` header and never written:
+`user:password@` as HTTP Basic (RFC 7617, as curl and requests do); a single secret, `KEY@` or
+`:KEY@`, as `Bearer KEY` (the OpenAI convention). Userinfo wins over an API key from the
+environment (`PERWATT_API_KEY`, `OPENAI_API_KEY`), which is sent as `Bearer` otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
+import email.utils
 import json
+import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Literal
 
 import aiohttp
+from aiohttp.http_exceptions import LineTooLong
+from yarl import URL
 
 from perwatt.errors import PerwattError
-from perwatt.redact import redact_url
+from perwatt.redact import REDACTED, redact_text, redact_url
 
 Api = Literal["chat", "completions"]
+Status = Literal["ok", "error", "timeout", "truncated"]
+TokenCountSource = Literal["usage", "chunks"]
 
-# API keys come only from the environment and are only ever put in a request header.
+# Why a request failed. `connect`: it never reached the server (refused, unresolvable, or a
+# connection closed before any response byte, even after one reconnect); `rate_limited`: HTTP
+# 429; `http`: any other non-200 status; `protocol`: a stream of the wrong shape (a malformed
+# chunk, a JSON body instead of an event stream, no finish_reason); `server`: the server
+# reported an error inside a 200 stream (llama-server and vLLM send `data: {"error": ...}`);
+# `disconnected`: the stream broke mid-way; `timeout`: no complete answer within the request
+# timeout; `too_large`: a stream line over STREAM_LINE_MAX_BYTES.
+ErrorKind = Literal[
+    "connect", "rate_limited", "http", "protocol", "server", "disconnected", "timeout", "too_large"
+]
+ERROR_KINDS: tuple[ErrorKind, ...] = (
+    "connect", "rate_limited", "http", "protocol", "server", "disconnected", "timeout", "too_large",
+)  # fmt: skip
+
+# The longest stream line (one SSE `data:` line) accepted; a longer one ends the request with a
+# `too_large` error. Real chunks are well under 10 kB; 1 MiB leaves room for logprobs.
+STREAM_LINE_MAX_BYTES = 1 << 20
+# How much of a non-200 body is kept in the error message.
+ERROR_DETAIL_CHARS = 200
+# Idle kept-alive connections are dropped by the client after this long: under the 5 s after
+# which llama-server (cpp-httplib) and vLLM/SGLang (uvicorn) close them, so that the race between
+# their close and the client's next request (handled by the one reconnect) is rare.
+KEEPALIVE_TIMEOUT_S = 4.0
+# Measurement retries (complete_with_retries): the failures worth another attempt, and the wait
+# before attempt k+1 when the server gives no Retry-After (doubling, at most the request timeout).
+RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limited", "connect", "disconnected", "server"})
+RETRYABLE_HTTP_STATUSES: frozenset[int] = frozenset({408, 500, 502, 503, 504})
+RETRY_BACKOFF_S = 0.5
+# After [DONE], how long the end of the response (the chunked terminator, normally already there)
+# is waited for, so that the connection can be reused.
+DRAIN_AFTER_DONE_S = 0.1
+
+# API keys come only from the environment or the URL, and are only ever put in a request header.
 API_KEY_ENV_VARS: tuple[str, ...] = ("PERWATT_API_KEY", "OPENAI_API_KEY")
+
+# Failures of a request before any response byte that a closed kept-alive connection causes.
+# (ClientConnectorError, a subclass of ClientOSError, is a connection that could not be opened at
+# all: it is not retried.)
+_STALE_CONNECTION = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ClientConnectionResetError,
+)
 
 
 @dataclass(frozen=True)
@@ -45,9 +115,15 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Completion:
-    """One streamed request, as the client saw it. Times are on the caller's clock."""
+    """One streamed request (one attempt), as the client saw it. Times are on the caller's clock.
 
-    status: Literal["ok", "error", "timeout", "truncated"]
+    The `server_*` fields and `cached_tokens` are the server's own figures, None when it sent none:
+    `usage.prompt_tokens_details.cached_tokens` (OpenAI, vLLM, llama-server), else llama-server's
+    `timings.cache_n`; `server_prompt_n`/`_ms` and `server_predicted_n`/`_ms` are llama-server's
+    `timings` (tokens it evaluated for the prompt, excluding cached ones, and tokens generated).
+    """
+
+    status: Status
     text: str
     t_sent: float
     t_first_token: float | None
@@ -56,9 +132,24 @@ class Completion:
     completion_tokens: int | None
     finish_reason: str | None
     error: str | None = None
-    token_count_source: Literal["usage", "chunks"] = "chunks"
+    token_count_source: TokenCountSource = "chunks"
     # Arrival time of every streamed content chunk: the inter-token latencies (ITL).
     chunk_times: tuple[float, ...] = ()
+    # Why it failed (None when status is ok or truncated); the HTTP status when one was received.
+    error_kind: ErrorKind | None = None
+    http_status: int | None = None
+    # The server's Retry-After (429, 503), in seconds from when the answer arrived.
+    retry_after_s: float | None = None
+    cached_tokens: int | None = None
+    server_prompt_n: int | None = None
+    server_prompt_ms: float | None = None
+    server_predicted_n: int | None = None
+    server_predicted_ms: float | None = None
+    # 1 for a first attempt; k for the k-th attempt of complete_with_retries.
+    attempt: int = 1
+    # A kept-alive connection had been closed by the server and this request was sent again on a
+    # fresh one (transparently, before any response byte; t_sent is the second send).
+    reconnected: bool = False
 
 
 def api_key_from_env() -> str | None:
@@ -68,6 +159,47 @@ def api_key_from_env() -> str | None:
         if value:
             return value
     return None
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """A Retry-After header in seconds: delay-seconds or an HTTP-date (RFC 9110); None if absent
+    or unreadable. A date in the past is 0."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def is_retryable(completion: Completion) -> bool:
+    """Whether a measurement retry may help: rate limits, overload, lost connections."""
+    if completion.status in ("ok", "truncated"):
+        return False
+    return completion.error_kind in RETRYABLE_KINDS or (
+        completion.error_kind == "http" and completion.http_status in RETRYABLE_HTTP_STATUSES
+    )
+
+
+_JSON = json.JSONDecoder()
+
+
+class _Malformed(Exception):
+    """A stream chunk of the wrong shape; the message says what is wrong."""
+
+
+class _ServerError(Exception):
+    """An error event inside a 200 stream."""
 
 
 class StreamingClient:
@@ -90,28 +222,55 @@ class StreamingClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # What may be shown of the endpoint: no userinfo, no query values.
+        self.endpoint = redact_url(self.base_url)
         self.model = model
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.seed = seed
         self.timeout_s = timeout_s
         self._clock = clock
-        self._headers = {"Accept": "text/event-stream"}
-        key = api_key_from_env()
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
+        base = _parse_base_url(self.base_url, self.endpoint)
+        self._urls = {
+            name: base.with_path(base.raw_path.rstrip("/") + "/" + name, encoded=True,
+                                 keep_query=True)
+            for name in ("models", "chat/completions", "completions")
+        }  # fmt: skip
+        self._headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+        authorization, secrets = _authorization(base_url, api_key_from_env())
+        if authorization:
+            self._headers["Authorization"] = authorization
+        # Values scrubbed from any error text (a server may echo a key back).
+        self._secrets = tuple(s for s in secrets if len(s) >= 6)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._fresh_session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         # Created lazily, inside the running event loop, as aiohttp requires.
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                timeout=aiohttp.ClientTimeout(total=None, connect=min(self.timeout_s, 10.0)),
+            self._session = self._new_session(
+                aiohttp.TCPConnector(
+                    limit=self._max_connections, keepalive_timeout=KEEPALIVE_TIMEOUT_S
+                )
             )
         return self._session
+
+    def _fresh_http(self) -> aiohttp.ClientSession:
+        # For the one reconnect after a stale kept-alive connection: a pool that never reuses a
+        # connection, so the retry cannot land on another connection the server closed too.
+        if self._fresh_session is None:
+            self._fresh_session = self._new_session(
+                aiohttp.TCPConnector(limit=self._max_connections, force_close=True)
+            )
+        return self._fresh_session
+
+    def _new_session(self, connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            headers=self._headers,
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, connect=min(self.timeout_s, 10.0)),
+        )
 
     async def __aenter__(self) -> StreamingClient:
         return self
@@ -120,30 +279,30 @@ class StreamingClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh_session):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh_session = None
 
     async def check_reachable(self) -> list[str]:
         """GET /models: fail with one clear line when the endpoint cannot be reached."""
-        url = f"{self.base_url}/models"
         try:
-            async with asyncio.timeout(10.0), self._http().get(url) as response:
+            async with asyncio.timeout(10.0), self._http().get(self._urls["models"]) as response:
                 status = response.status
                 body = await response.read() if status == 200 else b""
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise PerwattError(f"endpoint {redact_url(self.base_url)} is unreachable: "
-                               f"{_describe(exc)}") from None  # fmt: skip
-        if status != 200:
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             raise PerwattError(
-                f"endpoint {redact_url(self.base_url)} answered GET /models with HTTP {status}"
-            )
+                f"endpoint {self.endpoint} is unreachable: {self._describe(exc)}"
+            ) from None
+        if status != 200:
+            raise PerwattError(f"endpoint {self.endpoint} answered GET /models with HTTP {status}")
         try:
-            return [m["id"] for m in json.loads(body).get("data", [])]
-        except (ValueError, KeyError, TypeError, AttributeError):
+            models = json.loads(body).get("data", [])
+            return [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return []
 
-    def _payload(self, prompt: Prompt) -> tuple[str, dict[str, Any]]:
+    def _request(self, prompt: Prompt) -> tuple[URL, bytes]:
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
@@ -157,100 +316,406 @@ class StreamingClient:
             body["stop"] = list(prompt.stop)
         if prompt.api == "chat":
             body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
-            return f"{self.base_url}/chat/completions", body
-        body["prompt"] = prompt.text
-        return f"{self.base_url}/completions", body
+            url = self._urls["chat/completions"]
+        else:
+            body["prompt"] = prompt.text
+            url = self._urls["completions"]
+        # Serialised here, before t_sent, so that building the request is not counted as latency.
+        return url, json.dumps(body, separators=(",", ":")).encode()
 
     async def complete(self, prompt: Prompt) -> Completion:
         """Send one streamed request and return what happened, whatever happened."""
-        url, body = self._payload(prompt)
+        url, body = self._request(prompt)
+        return await self._send(url, body)
+
+    async def complete_with_retries(
+        self,
+        prompt: Prompt,
+        *,
+        retries: int = 0,
+        on_attempt: Callable[[Completion], object] | None = None,
+        retry_on: Callable[[Completion], bool] = is_retryable,
+    ) -> list[Completion]:
+        """Send a request and, if it fails in a way `retry_on` accepts, up to `retries` more times.
+
+        Returns every attempt, in order (attempt 1, 2, ...), the last one being the outcome;
+        `on_attempt` is called with each as it ends, so each can be recorded as its own row with
+        its own energy. Before attempt k+1 it waits the server's Retry-After when given, else
+        RETRY_BACKOFF_S × 2^(k-1), never longer than the request timeout. `retries=0` (the
+        default) is a plain `complete`: a measurement does not retry unless asked.
+        """
+        url, body = self._request(prompt)
+        attempts: list[Completion] = []
+        for k in range(1, max(0, retries) + 2):
+            completion = await self._send(url, body)
+            if k > 1:
+                completion = dataclasses.replace(completion, attempt=k)
+            attempts.append(completion)
+            if on_attempt is not None:
+                on_attempt(completion)
+            if k > retries or not retry_on(completion):
+                break
+            wait = completion.retry_after_s
+            if wait is None:
+                wait = RETRY_BACKOFF_S * 2 ** (k - 1)
+            await asyncio.sleep(min(wait, self.timeout_s))
+        return attempts
+
+    async def _send(self, url: URL, body: bytes) -> Completion:
         clock = self._clock
         parts: list[str] = []
         times: list[float] = []
-        usage: dict[str, Any] | None = None
+        usage: tuple[int | None, int | None, int | None] | None = None
+        timings: tuple[int | None, float | None, int | None, float | None, int | None] | None = None
         finish_reason: str | None = None
+        failure: tuple[str, ErrorKind] | None = None
+        http_status: int | None = None  # set once a response (status line, headers) arrived
+        retry_after: float | None = None
+        reconnected = done = False
         t_sent = clock()
+        t_done: float | None = None  # when the answer was complete
         try:
             # One deadline for the whole request, so a server that trickles bytes cannot hang it.
-            async with (
-                asyncio.timeout(self.timeout_s),
-                self._http().post(url, json=body) as response,
-            ):
-                if response.status != 200:
-                    detail = (await response.read()).decode(errors="replace")[:200]
-                    return self._failed(t_sent, f"HTTP {response.status}: {detail}", parts, times)
-                async for line in response.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        break
-                    event = json.loads(data)
-                    if event.get("usage"):
-                        usage = event["usage"]
-                    for choice in event.get("choices") or ():
-                        piece = _choice_text(choice)
-                        if piece:
-                            times.append(clock())
-                            parts.append(piece)
-                        if choice.get("finish_reason"):
-                            finish_reason = choice["finish_reason"]
+            async with asyncio.timeout(self.timeout_s):
+                http = self._http()
+                t_sent = clock()  # the body is already bytes: nothing but aiohttp from here on
+                try:
+                    response = await http.post(url, data=body)
+                except aiohttp.ClientConnectorError:
+                    raise
+                except _STALE_CONNECTION:
+                    # Closed before any response byte: most likely a kept-alive connection the
+                    # server had closed. Once more, on a fresh connection.
+                    reconnected = True
+                    t_sent = clock()
+                    response = await self._fresh_http().post(url, data=body)
+                http_status = response.status
+                async with response:
+                    if http_status != 200:
+                        detail = await _detail(response)
+                        failure, retry_after = _http_failure(http_status, response, detail)
+                    elif response.content_type == "application/json":
+                        detail = await _detail(response)
+                        failure = (f"answered with a JSON body, not an event stream: {detail}",
+                                   "protocol")  # fmt: skip
+                    else:
+                        readline = response.content.readuntil
+                        decode = _JSON.raw_decode
+                        while True:
+                            line = await readline(b"\n", max_size=STREAM_LINE_MAX_BYTES)
+                            if not line:
+                                break
+                            if not line.startswith(b"data:"):
+                                continue
+                            data = line[5:].strip()
+                            if data == b"[DONE]":
+                                done = True
+                                break
+                            try:
+                                # json.loads without its wrappers (encoding sniffing, a regex for
+                                # trailing whitespace): the stripped line must be one JSON value.
+                                text = data.decode()
+                                event, end = decode(text)
+                                if end != len(text):
+                                    raise ValueError(f"extra data at {end}")
+                            except (ValueError, RecursionError) as exc:
+                                raise _Malformed(f"not JSON ({_short(exc)})") from None
+                            if event.__class__ is not dict:
+                                raise _Malformed(f"the chunk is {_what(event)}, not an object")
+                            choices = event.get("choices")
+                            if choices.__class__ is list:
+                                for choice in choices:
+                                    if choice.__class__ is not dict:
+                                        raise _Malformed(
+                                            f"a choice is {_what(choice)}, not an object"
+                                        )
+                                    delta = choice.get("delta")
+                                    if delta is None:
+                                        piece = choice.get("text")
+                                    elif delta.__class__ is dict:
+                                        piece = delta.get("content")
+                                    else:
+                                        raise _Malformed(f"delta is {_what(delta)}, not an object")
+                                    if piece.__class__ is str:
+                                        if piece:
+                                            times.append(clock())
+                                            parts.append(piece)
+                                    elif piece is not None:
+                                        where = "text" if delta is None else "delta.content"
+                                        raise _Malformed(f"{where} is {_what(piece)}, not a string")
+                                    reason = choice.get("finish_reason")
+                                    if reason is not None:
+                                        if reason.__class__ is not str:
+                                            raise _Malformed(
+                                                f"finish_reason is {_what(reason)}, not a string"
+                                            )
+                                        if reason:
+                                            finish_reason = reason
+                            elif choices is None:
+                                message = _server_error(event)
+                                if message is not None:
+                                    raise _ServerError(message)
+                            else:
+                                raise _Malformed(f"choices is {_what(choices)}, not a list")
+                            value = event.get("usage")
+                            if value is not None:
+                                usage = _usage(value)
+                            value = event.get("timings")
+                            if value is not None:
+                                timings = _timings(value)
+                        t_done = clock()
+                        if done and not response.content.at_eof():
+                            await _drain(response.content)
+        except _Malformed as exc:
+            failure = (f"malformed stream chunk: {exc}", "protocol")
+        except _ServerError as exc:
+            failure = (f"server error in stream: {exc}", "server")
+        except LineTooLong:
+            failure = (f"stream line over {STREAM_LINE_MAX_BYTES} bytes", "too_large")
+        except aiohttp.ConnectionTimeoutError as exc:
+            failure = (f"could not reach the server: {_describe(exc)}", "connect")
         except TimeoutError:
-            return self._failed(
-                t_sent, f"no complete answer within {self.timeout_s:g}s", parts, times, "timeout"
-            )
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return self._failed(t_sent, _describe(exc), parts, times)
-        t_done = clock()
-        if finish_reason is None:
-            return self._failed(t_sent, "stream ended without a finish_reason", parts, times)
-        status: Literal["ok", "truncated"] = "truncated" if finish_reason == "length" else "ok"
+            failure = (f"no complete answer within {self.timeout_s:g}s", "timeout")
+        except aiohttp.ClientResponseError as exc:
+            # An HTTP response aiohttp could not parse (oversized headers, a bad status line).
+            failure = (f"bad HTTP response: {_describe(exc)}", "protocol")
+        except (aiohttp.ClientError, OSError) as exc:
+            if http_status is not None:
+                failure = (f"stream broken mid-way: {_describe(exc)}", "disconnected")
+            else:
+                again = " (also after one reconnect)" if reconnected else ""
+                failure = (f"could not reach the server{again}: {_describe(exc)}", "connect")
+        except ValueError as exc:
+            if "Chunk too big" in str(exc):  # what older aiohttp raises for LineTooLong
+                failure = (f"stream line over {STREAM_LINE_MAX_BYTES} bytes", "too_large")
+            else:
+                failure = (f"unexpected {_describe(exc)}", "protocol")
+        except Exception as exc:  # never let one request end a run
+            failure = (f"unexpected {_describe(exc)}", "protocol")
+        if failure is None and finish_reason is None:
+            ended = "[DONE]" if done else "the stream"
+            failure = (f"stream ended ({ended}) without a finish_reason", "protocol")
+        if failure is not None:
+            error, kind = failure
+            return self._completion(
+                "timeout" if kind == "timeout" else "error", parts, times, t_sent, usage,
+                timings, None, error=self._scrub(error), error_kind=kind,
+                http_status=http_status, retry_after_s=retry_after, reconnected=reconnected,
+            )  # fmt: skip
+        return self._completion(
+            "truncated" if finish_reason == "length" else "ok", parts, times, t_sent, usage,
+            timings, finish_reason, t_done=t_done, http_status=http_status,
+            reconnected=reconnected,
+        )  # fmt: skip
+
+    def _completion(
+        self,
+        status: Status,
+        parts: list[str],
+        times: list[float],
+        t_sent: float,
+        usage: tuple[int | None, int | None, int | None] | None,
+        timings: tuple[int | None, float | None, int | None, float | None, int | None] | None,
+        finish_reason: str | None,
+        *,
+        t_done: float | None = None,
+        error: str | None = None,
+        error_kind: ErrorKind | None = None,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+        reconnected: bool = False,
+    ) -> Completion:
+        if t_done is None:
+            t_done = self._clock()
+        prompt_tokens = completion_tokens = cached = None
+        if usage is not None:
+            prompt_tokens, completion_tokens, cached = usage
+        source: TokenCountSource = "usage"
+        if completion_tokens is None:
+            source = "chunks"
+            completion_tokens = len(parts) if error is None else (len(parts) or None)
+        prompt_n = prompt_ms = predicted_n = predicted_ms = None
+        if timings is not None:
+            prompt_n, prompt_ms, predicted_n, predicted_ms, cache_n = timings
+            if cached is None:
+                cached = cache_n
         return Completion(
             status=status,
             text="".join(parts),
             t_sent=t_sent,
             t_first_token=times[0] if times else None,
             t_done=t_done,
-            prompt_tokens=_int_or_none(usage, "prompt_tokens"),
-            completion_tokens=_int_or_none(usage, "completion_tokens") if usage else len(parts),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             finish_reason=finish_reason,
-            token_count_source="usage" if usage else "chunks",
-            chunk_times=tuple(times),
-        )
-
-    def _failed(
-        self,
-        t_sent: float,
-        error: str,
-        parts: Sequence[str],
-        times: Sequence[float],
-        status: Literal["error", "timeout"] = "error",
-    ) -> Completion:
-        return Completion(
-            status=status,
-            text="".join(parts),
-            t_sent=t_sent,
-            t_first_token=times[0] if times else None,
-            t_done=self._clock(),
-            prompt_tokens=None,
-            completion_tokens=len(parts) or None,
-            finish_reason=None,
             error=error,
+            token_count_source=source,
             chunk_times=tuple(times),
+            error_kind=error_kind,
+            http_status=http_status,
+            retry_after_s=retry_after_s,
+            cached_tokens=cached,
+            server_prompt_n=prompt_n,
+            server_prompt_ms=prompt_ms,
+            server_predicted_n=predicted_n,
+            server_predicted_ms=predicted_ms,
+            reconnected=reconnected,
         )
 
+    def _describe(self, exc: BaseException) -> str:
+        return self._scrub(_describe(exc))
 
-def _choice_text(choice: dict[str, Any]) -> str:
-    delta = choice.get("delta")
-    if isinstance(delta, dict):
-        return delta.get("content") or ""
-    return choice.get("text") or ""
+    def _scrub(self, text: str) -> str:
+        text = redact_text(text)
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
 
 
-def _int_or_none(usage: dict[str, Any] | None, key: str) -> int | None:
-    if not usage or usage.get(key) is None:
+def _parse_base_url(base_url: str, shown: str) -> URL:
+    try:
+        url = URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("it must be http(s)://host[:port]/path")
+        url.port  # noqa: B018 - validates the port
+    except (ValueError, TypeError) as exc:
+        raise PerwattError(f"endpoint URL {shown} is not valid: {exc}") from None
+    return url.with_user(None).with_fragment(None)
+
+
+def _authorization(base_url: str, env_key: str | None) -> tuple[str | None, list[str]]:
+    """The Authorization header for this URL (see the module docstring) and the secrets in play."""
+    url = URL(base_url)
+    user, password = url.user, url.password
+    secrets = [s for s in (user, password, url.raw_user, url.raw_password, env_key) if s]
+    secrets += [v for v in url.query.values() if v]
+    if user is None and password is None:
+        return (f"Bearer {env_key}" if env_key else None), secrets
+    if password is None:
+        return f"Bearer {user}", secrets
+    if not user:
+        return f"Bearer {password}", secrets
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return f"Basic {basic}", secrets
+
+
+async def _drain(content: aiohttp.StreamReader) -> None:
+    """Read what follows [DONE] (the chunked terminator) so that the connection is kept alive:
+    aiohttp closes a connection whose response was not read to its end. Bounded: a server that
+    keeps sending after [DONE] costs at most DRAIN_AFTER_DONE_S, and its connection."""
+    try:
+        async with asyncio.timeout(DRAIN_AFTER_DONE_S):
+            while await content.readany():
+                pass
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+        pass
+
+
+async def _detail(response: aiohttp.ClientResponse) -> str:
+    try:
+        raw = await response.content.read(4 * ERROR_DETAIL_CHARS)
+    except (aiohttp.ClientError, OSError, ValueError):
+        raw = b""
+    return raw.decode(errors="replace").strip()[:ERROR_DETAIL_CHARS]
+
+
+def _http_failure(
+    status: int, response: aiohttp.ClientResponse, detail: str
+) -> tuple[tuple[str, ErrorKind], float | None]:
+    """The error and Retry-After of a non-200 answer."""
+    retry_after = None
+    if status in (429, 503):
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    after = f"Retry-After {retry_after:g} s" if retry_after is not None else ""
+    if status == 429:
+        return (f"HTTP 429 (rate limited{'; ' + after if after else ''}): {detail}",
+                "rate_limited"), retry_after  # fmt: skip
+    return (f"HTTP {status}{' (' + after + ')' if after else ''}: {detail}", "http"), retry_after
+
+
+def _server_error(event: dict[str, Any]) -> str | None:
+    """The message of an error event (`{"error": {...}}`, or vLLM's older `{"object": "error"}`)."""
+    error = event.get("error")
+    if error is not None:
+        if isinstance(error, dict):
+            message = error.get("message")
+            return str(message) if message else _short(json.dumps(error))
+        return _short(str(error))
+    if event.get("object") == "error":
+        return _short(str(event.get("message") or "error"))
+    return None
+
+
+def _count(obj: dict[str, Any], key: str, where: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
         return None
-    return int(usage[key])
+    if value.__class__ is int and value >= 0:
+        return int(value)
+    if value.__class__ is float and value.is_integer() and value >= 0:
+        return int(value)
+    raise _Malformed(f"{where}.{key} is {_what(value)}, not a token count")
+
+
+def _ms(obj: dict[str, Any], key: str, where: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if value.__class__ in (int, float) and math.isfinite(value) and value >= 0:
+        return float(value)
+    raise _Malformed(f"{where}.{key} is {_what(value)}, not a duration in ms")
+
+
+def _usage(value: Any) -> tuple[int | None, int | None, int | None]:
+    """(prompt, completion, cached) tokens of a `usage` object."""
+    if value.__class__ is not dict:
+        raise _Malformed(f"usage is {_what(value)}, not an object")
+    cached = None
+    details = value.get("prompt_tokens_details")
+    if details is not None:
+        if details.__class__ is not dict:
+            raise _Malformed(f"usage.prompt_tokens_details is {_what(details)}, not an object")
+        cached = _count(details, "cached_tokens", "usage.prompt_tokens_details")
+    return (
+        _count(value, "prompt_tokens", "usage"),
+        _count(value, "completion_tokens", "usage"),
+        cached,
+    )
+
+
+def _timings(value: Any) -> tuple[int | None, float | None, int | None, float | None, int | None]:
+    """llama-server's `timings`: (prompt_n, prompt_ms, predicted_n, predicted_ms, cache_n)."""
+    if value.__class__ is not dict:
+        raise _Malformed(f"timings is {_what(value)}, not an object")
+    return (
+        _count(value, "prompt_n", "timings"),
+        _ms(value, "prompt_ms", "timings"),
+        _count(value, "predicted_n", "timings"),
+        _ms(value, "predicted_ms", "timings"),
+        _count(value, "cache_n", "timings"),
+    )
+
+
+def _what(value: Any) -> str:
+    """A JSON value's kind, for an error message: 'an object', 'a string ('ten')', 'null'."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, int | float):
+        return f"a number ({_short(repr(value), 24)})"
+    if isinstance(value, str):
+        return f"a string ({_short(repr(value), 24)})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _describe(exc: BaseException) -> str:
