@@ -20,6 +20,7 @@ from perwatt.endpoints.server_build import (
     LLAMA_SERVER,
     BuildProgress,
     BuildRecipe,
+    SourcePatch,
     ensure_built,
     installed_build,
 )
@@ -222,3 +223,39 @@ def test_an_external_binary_is_used_and_described(cache, monkeypatch, tmp_path):
     monkeypatch.setenv(server_build.EXTERNAL_BINARY_ENV, str(tmp_path / "missing"))
     with pytest.raises(PerwattError, match="is not an executable file"):
         server_build.llama_server_binary()
+
+
+PATCH = SourcePatch(path="main.c", old='puts("hello from', new='puts("patched hello from',
+                    reason="a test")  # fmt: skip
+
+
+def test_a_source_patch_is_applied_keyed_and_recorded(cache):
+    patched = replace(TINY, patches=(PATCH,))
+    assert patched.key() != TINY.key()
+    binary = ensure_built(patched, progress=BuildProgress(io.StringIO()))
+    said = subprocess.run([binary], capture_output=True, text=True).stdout
+    assert said.strip() == "patched hello from ok"
+    info = json.loads((binary.parent / "build.json").read_text())
+    assert info["patches"] == [PATCH.describe()] and info["patches"][0]["reason"] == "a test"
+    assert "perwatt: patched main.c: a test" in (binary.parent / "build.log").read_text()
+
+
+def test_a_patch_that_no_longer_applies_is_one_clear_line(cache):
+    stale = replace(TINY, patches=(replace(PATCH, old="text that is not there"),))
+    with pytest.raises(PerwattError, match=r"the source patch for main\.c no longer applies"):
+        ensure_built(stale, progress=BuildProgress(io.StringIO()))
+    assert not stale.directory().exists()
+
+
+def test_the_pinned_sources_patches_apply_to_the_cached_sdist():
+    sdist = server_build.sdist_path()
+    if not sdist.is_file():
+        pytest.skip("the sdist is not in the cache (perwatt setup downloads it)")
+    import tarfile
+
+    root = server_build.SDIST_FILE.removesuffix(".tar.gz") + "/vendor/llama.cpp/"
+    with tarfile.open(sdist, "r:gz") as tar:
+        for patch in LLAMA_SERVER.patches:
+            handle = tar.extractfile(root + patch.path)
+            assert handle is not None
+            assert handle.read().decode().count(patch.old) == 1, patch.path

