@@ -31,12 +31,7 @@ from perwatt.analysis.metrics import EnergyTotals, RunSummary, Slo, summarize
 from perwatt.config import RunSpec
 from perwatt.endpoints.catalogue import PromptStyle, get_model, sha256_file
 from perwatt.endpoints.client import Completion, StreamingClient
-from perwatt.endpoints.llamacpp import (
-    ManagedServer,
-    ServerSettings,
-    llama_cpp_version,
-    start_server,
-)
+from perwatt.endpoints.llamacpp import ManagedServer, ServerSettings, start_server
 from perwatt.endpoints.prompts import build_prompt
 from perwatt.energy import (
     Attribution,
@@ -58,6 +53,8 @@ from perwatt.scoring import score_response
 from perwatt.store.rundir import PowerRow, RunWriter
 from perwatt.workloads import load_workload
 
+# The managed server's log, kept in the run directory as provenance (appended across attempts).
+SERVER_LOG = "server.log"
 # Seconds of (unmeasured) time inserted between the timelines of two attempts of a resumed run.
 RESUME_GAP_S = 1.0
 
@@ -135,8 +132,9 @@ def new_run_id(model: str) -> str:
 
 
 @contextlib.contextmanager
-def open_target(spec: RunSpec, model: str) -> Iterator[Target]:
-    """Start the packaged model's server, or describe the user's endpoint; always clean up."""
+def open_target(spec: RunSpec, model: str, log_path: Path | None = None) -> Iterator[Target]:
+    """Start the packaged model's server (its log to `log_path`), or describe the user's
+    endpoint; always clean up."""
     if spec.endpoint is not None:
         style: PromptStyle = "chat" if spec.api == "chat" else "fewshot"
         yield Target(model, spec.endpoint, style, spec.server_pid, None, None)
@@ -144,9 +142,10 @@ def open_target(spec: RunSpec, model: str) -> Iterator[Target]:
     packaged = get_model(model)
     path = packaged.path()
     settings = ServerSettings(
-        n_ctx=spec.n_ctx, n_threads=spec.n_threads, n_batch=spec.n_batch, seed=spec.seed
-    )
-    server = start_server(path, packaged.name, settings=settings, port=spec.port)
+        n_ctx=spec.n_ctx, n_threads=spec.n_threads, n_batch=spec.n_batch, seed=spec.seed,
+        parallel=spec.server_slots(),
+    )  # fmt: skip
+    server = start_server(path, packaged.name, settings=settings, port=spec.port, log_path=log_path)
     try:
         yield Target(model, server.base_url, packaged.prompt_style, server.pid, server, path)
     finally:
@@ -173,7 +172,7 @@ def run_model(spec: RunSpec, model: str, console: Console) -> RunOutcome:
     segment = Segment(run_id=run_id, started=_now(), t_start=offset)
     interrupted = False
     try:
-        with open_target(spec, model) as target:
+        with open_target(spec, model, log_path=run_dir / SERVER_LOG) as target:
             segment.server = _server_info(target, spec)
             interrupted = _measure(
                 spec, target, todo, records, writer, segment, energy_offset, len(items), console
@@ -540,12 +539,10 @@ def _server_info(target: Target, spec: RunSpec) -> dict[str, Any]:
     server = target.server
     return {
         "managed": True,
-        "software": f"llama-cpp-python {llama_cpp_version()} (python -m llama_cpp.server)",
         "endpoint": server.base_url,
         "pid": server.pid,
-        "startup_s": round(server.startup_s, 3),
-        "settings": dataclasses.asdict(server.settings)
-        | {"n_threads": server.settings.resolved_threads()},
+        **server.describe(),
+        "log": SERVER_LOG,
         "model_file": str(server.model_path),
         "model_sha256": sha256_file(server.model_path),
         "energy_scope": f"process tree of the managed server (pid {server.pid})",
@@ -623,7 +620,9 @@ def _manifest(
         "software": {
             "python": sys.version.split()[0],
             "perwatt": perwatt.__version__,
-            "llama_cpp_python": llama_cpp_version(),
+            "server": next(
+                (s.server.get("software") for s in segments if s.server.get("managed")), None
+            ),
         },
         "energy": {
             "label": totals.label,

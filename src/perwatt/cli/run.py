@@ -83,8 +83,12 @@ def run(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port for the managed server.")] = None,
     threads: Annotated[int, typer.Option(help="Managed server threads (0: all cores).")] = 0,
-    ctx: Annotated[int, typer.Option(help="Managed server context size.")] = 2048,
+    ctx: Annotated[int, typer.Option(help="Managed server context per slot.")] = 2048,
     batch: Annotated[int, typer.Option(help="Managed server batch size (n_batch).")] = 512,
+    parallel: Annotated[
+        int | None,
+        typer.Option(help="Managed server slots (default: the largest concurrency asked for)."),
+    ] = None,
     html: Annotated[
         Path | None, typer.Option(help="Also write the HTML report of these runs here.")
     ] = None,
@@ -124,6 +128,7 @@ def run(
             n_threads=threads,
             n_ctx=ctx,
             n_batch=batch,
+            parallel=parallel,
         )
     except ValidationError as exc:
         raise PerwattError(_validation_message(exc)) from None
@@ -194,7 +199,12 @@ def _load_levels(spec: RunSpec, concurrency: str, rate: str | None) -> list[RunS
     if not updates:
         raise PerwattError("--concurrency/--rate needs at least one level")
     try:
-        return [RunSpec.model_validate(spec.model_dump() | u) for u in updates]
+        levels = [RunSpec.model_validate(spec.model_dump() | u) for u in updates]
+        if spec.parallel is None:
+            # Every level of a sweep runs on the same server: enough slots for the largest one.
+            slots = max(level.server_slots() for level in levels)
+            levels = [level.model_copy(update={"parallel": slots}) for level in levels]
+        return levels
     except ValidationError as exc:
         raise PerwattError(_validation_message(exc)) from None
 
