@@ -1,6 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both set up .venv on a fresh
-# machine (llama-cpp-python builds from source the first time: about 6–10 minutes on 2 cores;
-# pip caches the wheel afterwards).
+# machine, then `perwatt setup` builds llama-server from the llama.cpp that the pinned
+# llama-cpp-python sdist vendors (the first time only: about 8 minutes on 2 cores; cached in
+# ~/.cache/perwatt/llama-server/ by revision and CPU flags).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,12 +22,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed-local
+	$(BIN)/perwatt setup
 	$(BIN)/perwatt run --html runs/report.html
 
 test: $(VENV)/.installed-test
 	@# The HTML report's browser test drives Debian's chromium (no browser download).
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/perwatt setup
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test

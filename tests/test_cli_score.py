@@ -12,8 +12,8 @@ import pytest
 from conftest import make_manifest, record
 from perwatt.analysis.summaries import compute_summaries
 from perwatt.cli import main
-from perwatt.energy.timeline import TimelineRow
 from perwatt.endpoints.prompts import build_prompt
+from perwatt.energy.timeline import TimelineRow
 from perwatt.records import Item, RequestRecord
 from perwatt.scoring import verdict
 from perwatt.store import RunData, RunWriter, check_requests, power_table, read_run, records_table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,10 +44,13 @@ def _env() -> dict[str, str]:
 
 
 def llama_servers() -> set[int]:
-    """pids of llama.cpp servers started by this module's perwatt runs that are running now."""
+    """pids of llama-servers started by this module's perwatt runs that are running now."""
     found = set()
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if "llama_cpp.server" not in " ".join(proc.info["cmdline"] or []):
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if not cmdline or Path(cmdline[0]).name != "llama-server":
+            continue
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
             if proc.environ().get("PERWATT_TEST_TAG") == TAG:
@@ -54,6 +58,21 @@ def llama_servers() -> set[int]:
         except psutil.Error:
             continue
     return found
+
+
+def _gone(pids: set[int], timeout: float = 10.0) -> bool:
+    """Whether every pid in `pids` has exited (a zombie counts as exited) within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = set()
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.add(pid)
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +88,10 @@ def test_run_writes_the_run_directory_contract(smollm_run):
     rows = run.records()
     assert len(rows) == 6
     assert {p.name for p in smollm_run.iterdir()} == {
-        "requests.parquet", "power.parquet", "manifest.json", "summary.json",
+        "requests.parquet", "power.parquet", "manifest.json", "summary.json", "server.log",
+        "items.parquet",
     }  # fmt: skip
+    assert "llama-server" in (smollm_run / "server.log").read_text().splitlines()[0]
     for r in rows:
         assert r.t_scheduled <= r.t_sent
         if r.status == "ok":
@@ -113,7 +134,15 @@ def test_summary_matches_the_rows_and_report_reproduces_it(smollm_run):
 def test_manifest_has_provenance_and_no_secret(smollm_run):
     manifest = json.loads((smollm_run / "manifest.json").read_text())
     assert manifest["status"] == "complete"
-    assert len(manifest["segments"][0]["server"]["model_sha256"]) == 64
+    server = manifest["segments"][0]["server"]
+    assert len(server["model_sha256"]) == 64
+    assert server["software"].startswith("llama.cpp llama-server")
+    assert server["build"]["llama_cpp_revision"].startswith("0c1e570")
+    assert Path(server["build"]["binary"]).name == "llama-server"
+    assert server["command"][0] == server["build"]["binary"] and "--metrics" in server["command"]
+    assert server["settings"]["parallel"] == 1  # enough for concurrency 1
+    assert server["build"]["build_seconds"] > 0 and server["log"] == "server.log"
+    assert manifest["software"]["server"] == server["software"]
     assert manifest["hardware"]["cpu"]["logical_cores"] >= 1
     assert manifest["energy"]["sources"][0]["label"] == "estimated:cputime"
     typed = read_run(smollm_run).manifest  # the same file, parsed once into the typed contract
@@ -219,3 +248,43 @@ def test_ctrl_c_stops_the_server_keeps_rows_and_resume_completes(tmp_path):
     assert sum(r.energy_j for r in rows) + totals.unattributed_j == pytest.approx(
         totals.metered_total_j, rel=1e-9
     )
+
+
+def test_sigkill_of_perwatt_takes_its_server_down_and_resume_completes(tmp_path):
+    out = tmp_path / "run"
+    before = llama_servers()
+    proc = subprocess.Popen(
+        [*PERWATT, "run", "--model", "smollm2-135m", "--limit", "8", "--out", str(out), *FAST],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+    )
+    checkpoint = out / ".partial" / "requests.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if checkpoint.exists() and len(checkpoint.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    started = llama_servers() - before
+    assert started, "the run should have started a server"
+    proc.kill()  # SIGKILL: no finally, no atexit; only the parent-death signal is left
+    proc.wait(timeout=30)
+    assert _gone(started), f"llama-server {started} outlived the perwatt that started it"
+
+    resumed = perwatt("run", "--model", "smollm2-135m", "--limit", "8", "--out", str(out),
+                      "--resume", *FAST)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    rows = read_run(out).records()
+    assert len(rows) == 8 and len({r.item_id for r in rows}) == 8
+    assert (out / "server.log").read_text().count("# perwatt ") == 2  # both attempts' logs
+
+
+def test_a_sweep_runs_every_level_on_a_server_with_enough_slots(tmp_path):
+    out = tmp_path / "sweep"
+    result = perwatt("run", "--model", "smollm2-135m", "--limit", "3", "--concurrency", "1,2",
+                     "--out", str(out), *FAST)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for level in ("c1", "c2"):
+        manifest = json.loads((out / level / "manifest.json").read_text())
+        assert manifest["segments"][0]["server"]["settings"]["parallel"] == 2
+        assert manifest["config"]["parallel"] == 2

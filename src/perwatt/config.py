@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from perwatt.endpoints.catalogue import DEFAULT_MODELS
 
+# Managed server slots for an open-loop run without --max-in-flight (its in-flight count is
+# unbounded; requests beyond the slots queue in the server, which the latencies then show).
+DEFAULT_OPEN_LOOP_SLOTS = 8
+
 
 class RunSpec(BaseModel):
     """Everything that decides what a run measures. Written, redacted, into the manifest."""
@@ -59,6 +63,10 @@ class RunSpec(BaseModel):
     n_threads: int = 0
     n_ctx: int = 2048
     n_batch: int = 512
+    parallel: int | None = Field(
+        default=None,
+        description="managed server slots (continuous batching); None: enough for the load",
+    )
     bootstrap_resamples: int = 1000
 
     @field_validator("limit")
@@ -75,7 +83,9 @@ class RunSpec(BaseModel):
             raise ValueError(f"must be positive, got {value}")
         return value
 
-    @field_validator("rate", "burstiness", "duration_s", "slo_ttft_s", "slo_e2e_s", "max_in_flight")
+    @field_validator(
+        "rate", "burstiness", "duration_s", "slo_ttft_s", "slo_e2e_s", "max_in_flight", "parallel"
+    )
     @classmethod
     def _positive_if_given(cls, value: float | None) -> float | None:
         if value is not None and value <= 0:
@@ -134,6 +144,14 @@ class RunSpec(BaseModel):
         if self.resume and self.out is None:
             raise ValueError("--resume needs --out RUN_DIR naming the run to continue")
         return self
+
+    def server_slots(self) -> int:
+        """Slots of the managed server: --parallel, else enough for this run's load."""
+        if self.parallel is not None:
+            return self.parallel
+        if self.rate is None:
+            return self.concurrency
+        return self.max_in_flight or DEFAULT_OPEN_LOOP_SLOTS
 
     def load_label(self) -> str:
         """How the load was generated, in words (shown in every table)."""

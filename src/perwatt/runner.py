@@ -32,12 +32,7 @@ from perwatt.analysis.summaries import compute_summaries
 from perwatt.config import RunSpec
 from perwatt.endpoints.catalogue import PromptStyle, get_model, sha256_file
 from perwatt.endpoints.client import Completion, StreamingClient
-from perwatt.endpoints.llamacpp import (
-    ManagedServer,
-    ServerSettings,
-    llama_cpp_version,
-    start_server,
-)
+from perwatt.endpoints.llamacpp import ManagedServer, ServerSettings, start_server
 from perwatt.endpoints.prompts import build_prompt
 from perwatt.energy import (
     Attribution,
@@ -57,6 +52,7 @@ from perwatt.records import Item, RequestRecord
 from perwatt.redact import redact_argv, redact_url
 from perwatt.scoring import scorer_for, verdict
 from perwatt.store import (
+    SERVER_LOG_FILE,
     AttributionInfo,
     EnergyInfo,
     EnergyTotals,
@@ -122,8 +118,9 @@ def new_run_id(model: str) -> str:
 
 
 @contextlib.contextmanager
-def open_target(spec: RunSpec, model: str) -> Iterator[Target]:
-    """Start the packaged model's server, or describe the user's endpoint; always clean up."""
+def open_target(spec: RunSpec, model: str, log_path: Path | None = None) -> Iterator[Target]:
+    """Start the packaged model's server (its log to `log_path`), or describe the user's
+    endpoint; always clean up."""
     if spec.endpoint is not None:
         style: PromptStyle = "chat" if spec.api == "chat" else "fewshot"
         yield Target(model, spec.endpoint, style, spec.server_pid, None, None)
@@ -131,9 +128,10 @@ def open_target(spec: RunSpec, model: str) -> Iterator[Target]:
     packaged = get_model(model)
     path = packaged.path()
     settings = ServerSettings(
-        n_ctx=spec.n_ctx, n_threads=spec.n_threads, n_batch=spec.n_batch, seed=spec.seed
-    )
-    server = start_server(path, packaged.name, settings=settings, port=spec.port)
+        n_ctx=spec.n_ctx, n_threads=spec.n_threads, n_batch=spec.n_batch, seed=spec.seed,
+        parallel=spec.server_slots(),
+    )  # fmt: skip
+    server = start_server(path, packaged.name, settings=settings, port=spec.port, log_path=log_path)
     try:
         yield Target(model, server.base_url, packaged.prompt_style, server.pid, server, path)
     finally:
@@ -175,7 +173,7 @@ def _attempt(
     segment = Segment(run_id=run_id, started=_now(), t_start=offset)
     interrupted = False
     try:
-        with open_target(spec, model) as target:
+        with open_target(spec, model, log_path=writer.run_dir / SERVER_LOG_FILE) as target:
             segment.server = _server_info(target, spec)
             prompts = {i.item_id: build_prompt(i, target.prompt_style) for i in items}
             writer.write_items(items, prompts)
@@ -534,14 +532,18 @@ def _server_info(target: Target, spec: RunSpec) -> ServerInfo:
             energy_scope=f"process tree of pid {target.pid}" if target.pid else "whole machine",
         )
     server = target.server
+    described = server.describe()
     return ServerInfo(
         managed=True,
-        software=f"llama-cpp-python {llama_cpp_version()} (python -m llama_cpp.server)",
+        software=described["software"],
         endpoint=server.base_url,
         pid=server.pid,
-        startup_s=round(server.startup_s, 3),
-        settings=dataclasses.asdict(server.settings)
-        | {"n_threads": server.settings.resolved_threads()},
+        startup_s=described["startup_s"],
+        command=described["command_line"],
+        settings=described["settings"],
+        build=described["build"]
+        | {"llama_cpp_revision": described["llama_cpp_revision"], "binary": described["binary"]},
+        log=SERVER_LOG_FILE,
         model_file=str(server.model_path),
         model_sha256=sha256_file(server.model_path),
         energy_scope=f"process tree of the managed server (pid {server.pid})",
@@ -618,7 +620,9 @@ def _manifest(
         software={
             "python": sys.version.split()[0],
             "perwatt": perwatt.__version__,
-            "llama_cpp_python": llama_cpp_version(),
+            "server": next(
+                (s.server.software for s in segments if s.server and s.server.managed), ""
+            ),
         },
         energy=EnergyInfo(
             label=totals.label,

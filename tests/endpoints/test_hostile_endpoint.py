@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from hostile_server import CYCLE, SHAPES
 
-from perwatt.store.rundir import read_run
+from perwatt.store import read_run
 
 SERVER = Path(__file__).with_name("hostile_server.py")
 MARKER = "QUERY-SECRET-7f3a"

@@ -141,10 +141,16 @@ def run(
     threads: Annotated[int, typer.Option(help="Managed server threads (0: all cores).")] = (
         _default("n_threads")
     ),
-    ctx: Annotated[int, typer.Option(help="Managed server context size.")] = _default("n_ctx"),
+    ctx: Annotated[int, typer.Option(help="Managed server context per slot.")] = _default(
+        "n_ctx"
+    ),
     batch: Annotated[int, typer.Option(help="Managed server batch size (n_batch).")] = _default(
         "n_batch"
     ),
+    parallel: Annotated[
+        int | None,
+        typer.Option(help="Managed server slots (default: the largest concurrency asked for)."),
+    ] = None,
     resamples: Annotated[
         int, typer.Option(help="Bootstrap resamples for the intervals.")
     ] = _default("bootstrap_resamples"),
@@ -187,6 +193,7 @@ def run(
             n_threads=threads,
             n_ctx=ctx,
             n_batch=batch,
+            parallel=parallel,
             bootstrap_resamples=resamples,
         )
     except ValidationError as exc:
@@ -238,7 +245,12 @@ def _load_levels(spec: RunSpec, concurrency: str, rate: str | None) -> list[RunS
     if not updates:
         raise PerwattError("--concurrency/--rate needs at least one level")
     try:
-        return [RunSpec.model_validate(spec.model_dump() | u) for u in updates]
+        levels = [RunSpec.model_validate(spec.model_dump() | u) for u in updates]
+        if spec.parallel is None:
+            # Every level of a sweep runs on the same server: enough slots for the largest one.
+            slots = max(level.server_slots() for level in levels)
+            levels = [level.model_copy(update={"parallel": slots}) for level in levels]
+        return levels
     except ValidationError as exc:
         raise PerwattError(_validation_message(exc)) from None
 

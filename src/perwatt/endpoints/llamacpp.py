@@ -1,48 +1,101 @@
-"""A llama.cpp server that perwatt starts, health-checks and always stops.
+"""llama.cpp's `llama-server`, started, health-checked and always stopped by perwatt.
 
-The server is `python -m llama_cpp.server` (llama-cpp-python) on a 127.0.0.1 port. It runs in its
-own process group so that stopping it also stops anything it spawned, and it is stopped on normal
-exit, on error and on Ctrl-C (the context manager's `finally`, plus an atexit hook for the paths
-that skip it).
+The binary is the one `server_build` builds from the pinned llama-cpp-python sdist's vendored
+llama.cpp (or `$PERWATT_LLAMA_SERVER`). It listens on a 127.0.0.1 port with `parallel` slots and
+continuous batching, `--metrics` (Prometheus `/metrics`), `--jinja` (the GGUF's chat template)
+and the packaged model's name as `--alias`; streamed responses carry `usage` and `timings` when
+the client asks with `stream_options.include_usage` (perwatt's client does).
+
+The server never outlives perwatt:
+- it runs in its own process group, stopped (SIGTERM, then SIGKILL) on normal exit, on error, on
+  Ctrl-C (the caller's `finally`) and at interpreter exit (an atexit hook);
+- on Linux it gets a parent-death signal (`prctl(PR_SET_PDEATHSIG, SIGKILL)`), so it dies even
+  when perwatt is SIGKILLed. The kernel sends it when the *thread* that started the server ends,
+  so it is set only when `start_server` is called from the main thread (a server started from a
+  worker thread relies on the next point);
+- a pid file per server under `$PERWATT_CACHE_DIR/servers/` names it, its binary and its owner;
+  every `start_server` reaps the servers whose owner is gone (after checking that the pid is
+  still that very llama-server process).
+
+Its log goes to `log_path` (the runner passes `<run_dir>/server.log`, kept as provenance, appended
+across resumed attempts). Without one, the log lives beside the pid file and is deleted when the
+server stops (or when a later start reaps it).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any
 
 import httpx
+import psutil
 
+from perwatt.endpoints.server_build import (
+    ServerBuild,
+    cache_root,
+    installed_build,
+    llama_server_binary,
+)
 from perwatt.errors import PerwattError
 
-_LIVE: set[subprocess.Popen[bytes]] = set()
+SOFTWARE = "llama.cpp llama-server"
+_LIVE: set[ManagedServer] = set()
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """The llama.cpp settings that move energy; recorded in the manifest."""
+    """The llama-server settings that move energy; every one is recorded in the manifest.
+
+    `n_ctx` is the context of one slot: the server gets `-c n_ctx × parallel`.
+    """
 
     n_ctx: int = 2048
     n_threads: int = 0  # 0: all logical CPUs this process may use
     n_batch: int = 512
     seed: int = 0
+    parallel: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("n_ctx", "n_batch", "parallel"):
+            if getattr(self, name) < 1:
+                raise PerwattError(f"server setting {name} must be at least 1, not "
+                                   f"{getattr(self, name)}")  # fmt: skip
+        if self.n_threads < 0:
+            raise PerwattError(f"server threads must not be negative, not {self.n_threads}")
 
     def resolved_threads(self) -> int:
         return self.n_threads or len(os.sched_getaffinity(0))
 
+    @property
+    def ctx_total(self) -> int:
+        return self.n_ctx * self.parallel
 
-@dataclass
+    def describe(self) -> dict[str, Any]:
+        """The settings as the manifest records them (threads resolved, total context)."""
+        return asdict(self) | {
+            "n_threads": self.resolved_threads(),
+            "ctx_per_slot": self.n_ctx,
+            "ctx_total": self.ctx_total,
+            "continuous_batching": True,
+        }
+
+
+@dataclass(eq=False)
 class ManagedServer:
-    """A running llama.cpp server: its URL, process and log file."""
+    """A running llama-server: its URL, process, command line and log."""
 
     model_path: Path
     model_alias: str
@@ -51,20 +104,51 @@ class ManagedServer:
     settings: ServerSettings
     process: subprocess.Popen[bytes]
     log_path: Path
+    command: list[str] = field(default_factory=list)
+    build: ServerBuild | None = None
     startup_s: float = 0.0
-    version: str = field(default="")
+    keep_log: bool = True
+    pid_file: Path | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
     @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def version(self) -> str:
+        """The llama.cpp revision of the binary."""
+        return self.build.revision if self.build else "unknown"
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about this server."""
+        build = self.build.as_dict() if self.build else {}
+        return {
+            "software": f"{SOFTWARE} (llama.cpp {self.version[:9]})",
+            "llama_cpp_revision": self.version,
+            "binary": str(self.command[0]) if self.command else "",
+            "build": build,
+            "command_line": list(self.command),
+            "settings": self.settings.describe(),
+            "startup_s": round(self.startup_s, 3),
+            "log": str(self.log_path) if self.keep_log else None,
+        }
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the server and its process group; idempotent."""
         _terminate(self.process, timeout_s)
+        _LIVE.discard(self)
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
+        if not self.keep_log:
+            self.log_path.unlink(missing_ok=True)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -85,13 +169,29 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def llama_cpp_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("llama-cpp-python")
-    except Exception:
-        return "not installed"
+def server_command(
+    binary: Path, model_path: Path, model_alias: str, settings: ServerSettings, host: str, port: int
+) -> list[str]:
+    """The llama-server command line for these settings (every value explicit)."""
+    threads = str(settings.resolved_threads())
+    return [
+        str(binary),
+        "--model", str(model_path),
+        "--alias", model_alias,
+        "--host", host,
+        "--port", str(port),
+        "--ctx-size", str(settings.ctx_total),
+        "--parallel", str(settings.parallel),
+        "--cont-batching",
+        "--threads", threads,
+        "--threads-batch", threads,
+        "--batch-size", str(settings.n_batch),
+        "--seed", str(settings.seed),
+        "--metrics",
+        "--jinja",
+        "--no-webui",
+        "--offline",
+    ]  # fmt: skip
 
 
 def start_server(
@@ -101,42 +201,34 @@ def start_server(
     settings: ServerSettings | None = None,
     host: str = "127.0.0.1",
     port: int | None = None,
+    log_path: Path | None = None,
     startup_timeout_s: float = 120.0,
 ) -> ManagedServer:
-    """Start `python -m llama_cpp.server` and wait until it answers `GET /v1/models`."""
+    """Start llama-server on the model and wait until `/health` and `/v1/models` answer."""
     settings = settings or ServerSettings()
-    if llama_cpp_version() == "not installed":
-        raise PerwattError(
-            "llama-cpp-python is not installed; install perwatt with the 'local' extra "
-            "(`pip install 'perwatt[local]'`) or measure your own server with --endpoint URL"
-        )
     if port is None:
         port = free_port(host)
     else:
         check_port_free(host, port)
-    # The server writes to this log for its whole life, so it outlives this function.
-    log = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        prefix=f"perwatt-{model_alias}-", suffix=".log", delete=False
-    )
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_path),
-        "--model_alias", model_alias,
-        "--host", host,
-        "--port", str(port),
-        "--n_ctx", str(settings.n_ctx),
-        "--n_threads", str(settings.resolved_threads()),
-        "--n_batch", str(settings.n_batch),
-        "--seed", str(settings.seed),
-        # By default a new request interrupts the one being generated; under concurrency that
-        # would turn every overlapping request into a broken stream. Queue them instead.
-        "--interrupt_requests", "False",
-    ]  # fmt: skip
+    binary = llama_server_binary()
+    build = installed_build(binary)
+    reap_orphans()
+    cmd = server_command(binary, model_path, model_alias, settings, host, port)
+    keep_log = log_path is not None
+    log_path, log = _open_log(log_path, cmd)
     started = time.monotonic()
-    process = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
-    _LIVE.add(process)
+    try:
+        process = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=_server_env(), preexec_fn=_child_setup(),
+        )  # fmt: skip
+    except OSError as exc:
+        log.close()
+        if not keep_log:
+            log_path.unlink(missing_ok=True)
+        raise PerwattError(f"cannot start {binary}: {exc.strerror}") from None
+    finally:
+        log.close()  # the child holds its own descriptor
     server = ManagedServer(
         model_path=model_path,
         model_alias=model_alias,
@@ -144,9 +236,18 @@ def start_server(
         port=port,
         settings=settings,
         process=process,
-        log_path=Path(log.name),
-        version=llama_cpp_version(),
+        log_path=log_path,
+        command=cmd,
+        build=build,
+        keep_log=keep_log,
     )
+    _LIVE.add(server)
+    if not keep_log:  # name the temporary log after the server, beside its pid file
+        named = log_path.with_name(f"llama-server-{process.pid}.log")
+        with contextlib.suppress(OSError):
+            log_path.rename(named)
+            server.log_path = named
+    server.pid_file = _write_pid_file(server)
     try:
         _wait_healthy(server, startup_timeout_s)
     except BaseException:
@@ -156,31 +257,171 @@ def start_server(
     return server
 
 
+def _open_log(log_path: Path | None, cmd: list[str]) -> tuple[Path, IO[bytes]]:
+    if log_path is None:
+        directory = _servers_dir()
+        log_path = directory / f".llama-server-starting-{os.getpid()}-{time.monotonic_ns()}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    log.write(f"# perwatt {stamp}: {' '.join(cmd)}\n".encode())
+    log.flush()
+    return log_path, log
+
+
+def _server_env() -> dict[str, str]:
+    """The environment without llama.cpp's LLAMA_ARG_* overrides: the command line is the truth."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("LLAMA_ARG_") and k != "LLAMA_API_KEY"}  # fmt: skip
+
+
+# --- dying with perwatt -------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Loaded here, in the parent: the child must not dlopen between fork and exec.
+_PRCTL = _load_prctl()
+
+
+def _child_setup() -> Any:
+    """A preexec_fn that ties the server's life to this thread's (Linux, main thread only)."""
+    if _PRCTL is None or threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return die_with_parent
+
+
+def _servers_dir() -> Path:
+    directory = cache_root() / "servers"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _write_pid_file(server: ManagedServer) -> Path | None:
+    path = _servers_dir() / f"llama-server-{server.pid}.json"
+    entry = {
+        "pid": server.pid,
+        "create_time": _create_time(server.pid),
+        "binary": server.command[0],
+        "owner_pid": os.getpid(),
+        "owner_create_time": _create_time(os.getpid()),
+        "port": server.port,
+        "model": server.model_alias,
+        "log": str(server.log_path),
+        "keep_log": server.keep_log,
+    }
+    tmp = path.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, path)
+    except OSError:
+        return None
+    return path
+
+
+def _alive(pid: Any, create_time: Any) -> psutil.Process | None:
+    """The process `pid` if it is still the one created at `create_time`."""
+    try:
+        proc = psutil.Process(int(pid))
+        if create_time is not None and abs(proc.create_time() - float(create_time)) > 0.05:
+            return None  # the pid was reused
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.Error, TypeError, ValueError):
+        return None
+
+
+def reap_orphans() -> list[int]:
+    """Kill the llama-servers whose perwatt is gone (by pid file); returns the pids killed."""
+    killed = []
+    for path in _servers_dir().glob("llama-server-*.json"):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if not isinstance(entry, dict):
+            path.unlink(missing_ok=True)
+            continue
+        if _alive(entry.get("owner_pid"), entry.get("owner_create_time")) is not None:
+            continue  # its perwatt is still running
+        proc = _alive(entry.get("pid"), entry.get("create_time"))
+        if proc is not None and _is_our_server(proc, entry):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                proc.wait(timeout=5)
+                killed.append(proc.pid)
+        if not entry.get("keep_log", True) and entry.get("log"):
+            Path(entry["log"]).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+    return killed
+
+
+def _is_our_server(proc: psutil.Process, entry: dict[str, Any]) -> bool:
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return False
+    return bool(cmdline) and cmdline[0] == entry.get("binary") and "--alias" in cmdline
+
+
+# --- health and stopping ----------------------------------------------------------------------
+
+
 def _wait_healthy(server: ManagedServer, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    url = f"{server.base_url}/models"
+    urls = [f"{server.root_url}/health", f"{server.base_url}/models"]
     while time.monotonic() < deadline:
         code = server.process.poll()
         if code is not None:
             raise PerwattError(
-                f"llama.cpp server for {server.model_alias} exited with code {code} while "
+                f"llama-server for {server.model_alias} exited with code {code} while "
                 f"starting: {_log_tail(server.log_path)}"
             )
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            while urls and httpx.get(urls[0], timeout=1.0).status_code == 200:
+                urls.pop(0)
+            if not urls:
                 return
         time.sleep(0.1)
     raise PerwattError(
-        f"llama.cpp server for {server.model_alias} did not become healthy within {timeout_s:.0f}s"
+        f"llama-server for {server.model_alias} did not become healthy within {timeout_s:.0f}s"
     )
 
 
 def _log_tail(path: Path) -> str:
+    """The log's most telling line: its last error, else its last line."""
     try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "(no log)"
-    return lines[-1][:300] if lines else "(empty log)"
+    lines = [ln for ln in lines if not ln.startswith("# perwatt ")]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or ["(empty log)"])[-1][:300]
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -193,10 +434,9 @@ def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=timeout_s)
-    _LIVE.discard(process)
 
 
 @atexit.register
 def _stop_all() -> None:
-    for process in list(_LIVE):
-        _terminate(process, 5.0)
+    for server in list(_LIVE):
+        server.stop(5.0)

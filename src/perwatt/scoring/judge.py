@@ -372,10 +372,13 @@ def managed_judge(model: str, base: JudgeSettings | None = None) -> Iterator[Jud
     from perwatt.endpoints.llamacpp import ServerSettings, start_server
 
     packaged = get_model(model)
-    server = start_server(packaged.path(), packaged.name, settings=ServerSettings(n_ctx=4096))
+    template = base or JudgeSettings(endpoint="", model="")
+    # One slot per concurrent judge request. The server's log is temporary: it is deleted when
+    # the judge stops (a start failure quotes its telling line in the error).
+    settings = ServerSettings(n_ctx=4096, parallel=max(1, template.concurrency))
+    server = start_server(packaged.path(), packaged.name, settings=settings)
     try:
         api: JudgeApi = "chat" if packaged.prompt_style == "chat" else "completions"
-        template = base or JudgeSettings(endpoint="", model="")
         yield dataclasses.replace(template, endpoint=server.base_url, model=packaged.name, api=api)
     finally:
         server.stop()

@@ -112,6 +112,8 @@ class ServerInfo(_Section):
     startup_s: float | None = None
     command: list[str] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
+    build: dict[str, Any] = Field(default_factory=dict)  # how the server binary was built
+    log: str | None = None  # the server's log, in the run directory
     model_file: str | None = None
     model_sha256: str | None = None
 
