@@ -28,6 +28,8 @@ demo: $(VENV)/.installed-local
 test: $(VENV)/.installed-test
 	@# The HTML report's browser test drives Debian's chromium (no browser download).
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@# The live exporter's test scrapes a run with Debian's prometheus (started on loopback).
+	command -v prometheus >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus >/dev/null)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/perwatt setup
 	$(BIN)/pytest

@@ -48,6 +48,8 @@ def _row(run_id: str, i: int, item: Item, response: str, status: str = "ok") -> 
         energy_j=10.0 + i,
         energy_net_j=8.0 + i,
         energy_source="estimated:cputime",
+        prefill_energy_j=1.0 + i,
+        decode_energy_j=9.0,
     )
 
 
@@ -106,6 +108,12 @@ def gsm_run(tmp_path: Path, gsm_run_args) -> Path:
     return make_run(tmp_path / "run", "gsm8k", GSM8K, gsm_run_args)
 
 
+def summary_phase(run_dir: Path) -> tuple[float, float]:
+    """A run's prefill and decode J/query, from the kernel."""
+    (s,) = compute_summaries([read_run(run_dir)])
+    return s.prefill_energy_per_query_j.value, s.decode_energy_per_query_j.value
+
+
 def test_rescoring_writes_a_new_run_and_leaves_the_old_one(gsm_run: Path, capsys) -> None:
     before = _digests(gsm_run)
     main(["score", str(gsm_run)])
@@ -121,6 +129,10 @@ def test_rescoring_writes_a_new_run_and_leaves_the_old_one(gsm_run: Path, capsys
     assert rows[3].answer is not None  # ...though its answer is kept
     assert {r.run_id for r in rows} == {"run.rescored"} == {run.manifest.run_id}
     assert [r.energy_j for r in rows] == [r.energy_j for r in read_run(gsm_run).records()]
+    assert [(r.prefill_energy_j, r.decode_energy_j) for r in rows] == [
+        (1.0 + i, 9.0) for i in range(4)
+    ]  # the phase split travels with the rows
+    assert summary_phase(new) == summary_phase(gsm_run)
     scoring = run.manifest.scoring[-1]
     assert (scoring.correct_before, scoring.correct_after, scoring.changed) == (2, 2, 0)
     assert scoring.source_run_id == "run"
@@ -296,3 +308,28 @@ def test_wildchat_is_judged_pairwise_in_both_orders(tmp_path: Path, capsys) -> N
     assert judged["judge_template"].startswith("pairwise-v1@")
     assert judged["judge_prompt"].count("Leaves fall softly down") == 2
     assert (cut["correct"], cut["judge_verdict"]) == (False, None)
+
+
+def test_a_new_scorer_is_one_module(gsm_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """A scorer is registered by defining SCORERS in a module of the scoring package: nothing
+    else is touched. The module here sits in a folder added to the package's path."""
+    import perwatt.scoring
+
+    extra = tmp_path / "plugins"
+    extra.mkdir()
+    (extra / "toy.py").write_text(
+        "from perwatt.records import Score\n"
+        "from perwatt.scoring import Scorer\n\n\n"
+        "def score(item, text):\n"
+        "    return Score('toy', 'toy' in text, 1.0 if 'toy' in text else 0.0)\n\n\n"
+        "SCORERS = (Scorer('toy', 'says yes to answers that mention a toy', score),)\n"
+    )
+    monkeypatch.setattr(perwatt.scoring, "__path__", [*perwatt.scoring.__path__, str(extra)])
+    perwatt.scoring.scorers.cache_clear()
+    try:
+        main(["score", str(gsm_run), "--scorer", "toy", "--out", str(tmp_path / "toyed")])
+        assert {r.answer for r in read_run(tmp_path / "toyed").records()} <= {"toy", None}
+    finally:
+        monkeypatch.undo()
+        perwatt.scoring.scorers.cache_clear()
+    assert _exit_code(["score", str(gsm_run), "--scorer", "toy"]) == 2  # gone again: unknown

@@ -89,7 +89,7 @@ def test_run_writes_the_run_directory_contract(smollm_run):
     assert len(rows) == 6
     assert {p.name for p in smollm_run.iterdir()} == {
         "requests.parquet", "power.parquet", "manifest.json", "summary.json", "server.log",
-        "items.parquet",
+        "items.parquet", "server_metrics.parquet",
     }  # fmt: skip
     assert "llama-server" in (smollm_run / "server.log").read_text().splitlines()[0]
     for r in rows:
@@ -112,6 +112,15 @@ def test_energy_books_balance(smollm_run):
     assert attributed + totals.unattributed_j == pytest.approx(
         totals.metered_total_j, rel=1e-9
     )
+    # Each row's energy split at its first token: prefill + decode is the row's energy.
+    rows = run.records()
+    for r in rows:
+        assert r.prefill_energy_j is not None and r.decode_energy_j is not None
+        assert abs(r.prefill_energy_j + r.decode_energy_j - r.energy_j) <= 1e-9
+        assert r.prefill_energy_j >= 0 and r.decode_energy_j >= 0
+    # One request at a time: the steady state is the whole workload window.
+    assert totals.steady_start_s == min(r.t_sent for r in rows)
+    assert totals.steady_end_s == max(r.t_done for r in rows)
     # Warm-up and the idle baseline ran before the workload: some energy is unattributed.
     assert totals.unattributed_j > 0
     assert run.manifest.energy.idle_baseline.power_w > 0
@@ -288,3 +297,86 @@ def test_a_sweep_runs_every_level_on_a_server_with_enough_slots(tmp_path):
         manifest = json.loads((out / level / "manifest.json").read_text())
         assert manifest["segments"][0]["server"]["settings"]["parallel"] == 2
         assert manifest["config"]["parallel"] == 2
+        run = read_run(out / level)
+        for r in run.records():
+            assert abs(r.prefill_energy_j + r.decode_energy_j - r.energy_j) <= 1e-9
+        summary = json.loads((out / level / "summary.json").read_text())
+        assert summary["j_per_output_token"]["value"] > 0
+        assert summary["steady_j_per_output_token"]["value"] > 0
+
+
+def _kill_when(proc: subprocess.Popen[str], ready, timeout: float = 120) -> bool:
+    """SIGKILL `proc` as soon as `ready(lines)` holds for its output so far (False: it ended
+    first)."""
+    import threading
+
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                              daemon=True)  # fmt: skip
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready(lines):
+            proc.kill()
+            proc.wait(timeout=30)
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_sigkill_at_eight_points_then_resume_loses_and_repeats_nothing(tmp_path):
+    out = tmp_path / "run"
+    n = 10
+    checkpoint = out / ".partial" / "requests.jsonl"
+
+    def rows_done() -> int:
+        if not checkpoint.exists():
+            return 0
+        return sum(1 for line in checkpoint.read_text().splitlines() if line.endswith("}"))
+
+    def printed(text: str):
+        return lambda lines: any(text in line for line in lines)
+
+    def at_rows(k: int):
+        return lambda lines: rows_done() >= k
+
+    before = llama_servers()
+    points = [
+        ("server start", printed("starting llama-server")),
+        ("server loading", lambda lines: bool(llama_servers() - before)),
+        ("warm-up", printed("warm-up")),
+        ("idle baseline", printed("idle baseline")),
+        ("workload, first rows", at_rows(1)),
+        ("workload, middle", at_rows(4)),
+        ("workload, late", at_rows(7)),
+        ("finalize", at_rows(n)),
+    ]
+    args = ["run", "--model", "smollm2-135m", "--limit", str(n), "--out", str(out),
+            "--idle-seconds", "2", "--max-tokens", "32"]  # fmt: skip
+    killed = 0
+    for name, ready in points:
+        started = (out / ".partial").exists() or (out / "manifest.json").exists()
+        resume = ["--resume"] if started else []
+        proc = subprocess.Popen([*PERWATT, *args, *resume], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env=_env())  # fmt: skip
+        hit = _kill_when(proc, ready)
+        killed += hit
+        # No server outlives the perwatt that started it, whenever it was killed.
+        assert _gone(llama_servers() - before), f"a llama-server outlived a kill at {name}"
+        if not hit:
+            break  # the run finished before the point came (a fast machine): resume below
+    assert killed >= 7, f"only {killed} of the kills landed"
+    final = perwatt(*args, "--resume")
+    assert final.returncode == 0, final.stderr
+    run = read_run(out)
+    rows = run.records()
+    assert len(rows) == n and len({r.item_id for r in rows}) == n  # nothing lost, nothing twice
+    assert len({r.request_id for r in rows}) == n
+    assert not list(out.rglob("*.tmp")) and not (out / ".partial").exists()
+    # Every attempt is on record, the killed ones with no end time.
+    segments = run.manifest.segments
+    assert len(segments) >= killed and segments[-1].ended
+    assert sum(1 for s in segments if not s.ended) >= killed - 1
+    totals = run.manifest.energy.totals
+    assert totals.coverage == 1.0 or any("energy timeline" in w for w in totals.warnings)
+    assert not llama_servers() - before

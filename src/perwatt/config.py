@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from perwatt.endpoints.catalogue import DEFAULT_MODELS
+from perwatt.redact import redact_url
 
 # Managed server slots for an open-loop run without --max-in-flight (its in-flight count is
 # unbounded; requests beyond the slots queue in the server, which the latencies then show).
 DEFAULT_OPEN_LOOP_SLOTS = 8
+
+
+# Flags whose name is not their RunSpec field's; every other flag is its field, dashed.
+FLAGS: dict[str, str] = {
+    "models": "--model",
+    "warmup_requests": "--warmup",
+    "request_timeout_s": "--timeout",
+    "duration_s": "--duration",
+    "sample_interval_s": "--sample-interval",
+    "n_threads": "--threads",
+    "n_ctx": "--ctx",
+    "n_batch": "--batch",
+    "slo_ttft_s": "--slo",
+    "slo_e2e_s": "--slo",
+    "bootstrap_resamples": "--resamples",
+}
+
+
+def flag_for(field: str) -> str:
+    """The command-line flag that sets RunSpec `field`."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 class RunSpec(BaseModel):
@@ -60,6 +91,10 @@ class RunSpec(BaseModel):
     cpu_watts_per_core: float | None = None
     cpu_idle_watts: float | None = None
     port: int | None = None
+    metrics_port: int | None = Field(
+        default=None, description="serve the run's live figures on /metrics at this port"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="the address --metrics-port binds")
     n_threads: int = 0
     n_ctx: int = 2048
     n_batch: int = 512
@@ -68,6 +103,55 @@ class RunSpec(BaseModel):
         description="managed server slots (continuous batching); None: enough for the load",
     )
     bootstrap_resamples: int = 1000
+    retries: int = Field(
+        default=0, description="retry a request that failed with 429/503/a dropped stream"
+    )
+    require_idle_machine: bool = Field(
+        default=False, description="abort (exit 2) when other processes keep the machine busy"
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _finite(cls, value: object) -> object:
+        # nan and inf parse as floats but measure nothing (and are not JSON): refuse them all.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value}")
+        return value
+
+    @field_validator("port", "metrics_port")
+    @classmethod
+    def _port_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError(
+                f"{flag_for(str(info.field_name))} must be between 1 and 65535, got {value}"
+            )
+        return value
+
+    @field_validator("n_batch", "n_ctx")
+    @classmethod
+    def _positive_server_size(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"must be a positive number of tokens, got {value}")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"--endpoint must be an http(s) URL such as http://127.0.0.1:8080/v1, "
+                f"got {redact_url(value)}"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError(
+                f"--endpoint {redact_url(value)}: the port must be a number from 1 to 65535"
+            ) from None
+        return value
 
     @field_validator("limit")
     @classmethod
@@ -92,7 +176,7 @@ class RunSpec(BaseModel):
             raise ValueError(f"must be positive, got {value}")
         return value
 
-    @field_validator("idle_seconds", "warmup_requests")
+    @field_validator("idle_seconds", "warmup_requests", "retries")
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if value < 0:
@@ -141,9 +225,21 @@ class RunSpec(BaseModel):
             )
         if self.port is not None and len(self.models) > 1:
             raise ValueError("--port applies to one managed model at a time")
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("--metrics-port must differ from --port (the managed server's)")
         if self.resume and self.out is None:
             raise ValueError("--resume needs --out RUN_DIR naming the run to continue")
         return self
+
+    def redacted(self) -> RunSpec:
+        """The spec as it may be written to a file: no secret in the endpoint or exporter URLs
+        (userinfo and query values masked, see `perwatt.redact`)."""
+        return self.model_copy(
+            update={
+                "endpoint": redact_url(self.endpoint) if self.endpoint else None,
+                "prometheus": tuple(_redact_exporter(p) for p in self.prometheus),
+            }
+        )
 
     def server_slots(self) -> int:
         """Slots of the managed server: --parallel, else enough for this run's load."""
@@ -172,3 +268,9 @@ class RunSpec(BaseModel):
         if len(self.models) == 1:
             return self.out
         return self.out / model
+
+
+def _redact_exporter(spec: str) -> str:
+    """`URL;METRIC{labels};UNIT` with its URL redacted (the metric and unit kept)."""
+    url, sep, rest = spec.partition(";")
+    return redact_url(url) + sep + rest

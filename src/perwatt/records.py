@@ -90,6 +90,24 @@ class RequestRecord:
     energy_source: str = ""
     # Gaps between consecutive streamed chunks (inter-token latency), in seconds.
     itl_s: list[float] | None = None
+    # Where the token counts came from: the server's `usage` ("usage"), the model's tokenizer
+    # ("tokenizer") or a count of streamed chunks ("chunks", an approximation).
+    token_count_source: str | None = None
+    cached_tokens: int | None = None  # prompt tokens the server took from its prefix cache
+    # The server's own timings (llama-server's `timings`), beside perwatt's client-side ones.
+    server_prompt_ms: float | None = None
+    server_predicted_ms: float | None = None
+    # Why a request failed: connect | rate_limited | http | protocol | server | disconnected |
+    # timeout | too_large (None when it did not); the HTTP status when one came back.
+    error_kind: str | None = None
+    http_status: int | None = None
+    attempt: int | None = 1  # the k-th attempt at its item (--retries); 1 without retries
+    # A later attempt at the item followed this one (--retries): the row's energy counts toward
+    # its item's answer, its verdict does not (analysis/_columns.py folds it into the next).
+    retried: bool = False
+    # Its energy split at the first token: prefill (sent → first token) + decode (→ done).
+    prefill_energy_j: float | None = None
+    decode_energy_j: float | None = None
 
     @classmethod
     def column_names(cls) -> list[str]:

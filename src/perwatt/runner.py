@@ -14,26 +14,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import itertools
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 import perwatt
-from perwatt.analysis.metrics import RunSummary, inter_token_gaps, latency
+from perwatt.analysis.metrics import (
+    RunSummary,
+    correct_per_kj,
+    inter_token_gaps,
+    latency,
+    steady_window,
+    time_blocks,
+)
 from perwatt.analysis.summaries import compute_summaries
-from perwatt.config import RunSpec
+from perwatt.config import RunSpec, flag_for
 from perwatt.endpoints.catalogue import PromptStyle, get_model, sha256_file
-from perwatt.endpoints.client import Completion, StreamingClient
+from perwatt.endpoints.client import Completion, Prompt, StreamingClient
 from perwatt.endpoints.llamacpp import ManagedServer, ServerSettings, start_server
-from perwatt.endpoints.prompts import build_prompt
+from perwatt.endpoints.prompts import build_prompt, warmup_prompt
+from perwatt.endpoints.server_metrics import ServerMetricsScraper
+from perwatt.endpoints.server_software import identify_server
 from perwatt.energy import (
     Attribution,
     EnergySampler,
@@ -42,6 +55,7 @@ from perwatt.energy import (
     SourceRequest,
     TimelineRow,
     attribute,
+    machine_load,
     measure_idle,
     open_sources,
 )
@@ -52,6 +66,7 @@ from perwatt.records import Item, RequestRecord
 from perwatt.redact import redact_argv, redact_url
 from perwatt.scoring import scorer_for, verdict
 from perwatt.store import (
+    CHECKPOINT_DIR,
     SERVER_LOG_FILE,
     AttributionInfo,
     EnergyInfo,
@@ -64,6 +79,7 @@ from perwatt.store import (
     RunWriter,
     Segment,
     ServerInfo,
+    ServerMetricsInfo,
     SloInfo,
     check_requests,
     power_table,
@@ -71,12 +87,21 @@ from perwatt.store import (
 )
 from perwatt.workloads import load_workload
 
+if TYPE_CHECKING:
+    from perwatt.report.live import LiveExporter, LiveRun
+
 # Seconds of (unmeasured) time inserted between the timelines of two attempts of a resumed run.
 RESUME_GAP_S = 1.0
-# The workload window is cut into blocks of about this length (at most MAX_BLOCKS) for the block
-# bootstrap of average power under concurrency.
-BLOCK_S = 1.0
-MAX_BLOCKS = 50
+# The progress line is redrawn this often (never per request: at thousands of requests a second
+# the display would cost more than the requests), and the power timeline checkpointed this often.
+PROGRESS_INTERVAL_S = 0.25
+POWER_CHECKPOINT_S = 2.0
+# A stretch between energy samples longer than this many sample intervals is a gap (an
+# anomaly, and not covered); a request counts as covered when samples cover this share of it.
+MAX_GAP_SAMPLES = 10
+COVERED_SHARE = 0.99
+# With --require-idle-machine and no idle baseline, the machine is watched this long first.
+QUIET_PROBE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +143,9 @@ def new_run_id(model: str) -> str:
 
 
 @contextlib.contextmanager
-def open_target(spec: RunSpec, model: str, log_path: Path | None = None) -> Iterator[Target]:
+def open_target(
+    spec: RunSpec, model: str, log_path: Path | None = None, console: Console | None = None
+) -> Iterator[Target]:
     """Start the packaged model's server (its log to `log_path`), or describe the user's
     endpoint; always clean up."""
     if spec.endpoint is not None:
@@ -131,6 +158,10 @@ def open_target(spec: RunSpec, model: str, log_path: Path | None = None) -> Iter
         n_ctx=spec.n_ctx, n_threads=spec.n_threads, n_batch=spec.n_batch, seed=spec.seed,
         parallel=spec.server_slots(),
     )  # fmt: skip
+    if console is not None:
+        slots = f"{settings.parallel} slot{'s' if settings.parallel != 1 else ''}"
+        console.print(Text(f"starting llama-server for {packaged.name} ({slots})…", style="dim"),
+                      soft_wrap=True)
     server = start_server(path, packaged.name, settings=settings, port=spec.port, log_path=log_path)
     try:
         yield Target(model, server.base_url, packaged.prompt_style, server.pid, server, path)
@@ -138,17 +169,42 @@ def open_target(spec: RunSpec, model: str, log_path: Path | None = None) -> Iter
         server.stop()
 
 
-def run_model(spec: RunSpec, model: str, console: Console) -> RunOutcome:
-    """Measure one model on the spec's workload and write its run directory."""
+def run_model(
+    spec: RunSpec,
+    model: str,
+    console: Console,
+    *,
+    given: Iterable[str] = (),
+    exporter: LiveExporter | None = None,
+) -> RunOutcome:
+    """Measure one model on the spec's workload and write its run directory.
+
+    With `spec.resume`, the run in its directory continues with the settings it was started
+    with; `given` names the RunSpec fields the user set explicitly, each of which must agree
+    with the saved run (see `resume_plan`). With `exporter` (the command's `--metrics-port`),
+    the run's live figures are served on it while it measures.
+    """
     if spec.endpoint is None:
         get_model(model)  # an unknown name fails before anything is created
+    run_dir = spec.run_dir_for(model, new_run_id(model))
+    total = None
+    if spec.resume:
+        plan = resume_plan(run_dir, spec, model, given)
+        if plan.complete:
+            console.print(Text(f"{run_dir}: already complete ({plan.done} of {plan.total} "
+                               "items); nothing to do", style="dim"), soft_wrap=True)  # fmt: skip
+            return RunOutcome(run_dir=run_dir, summary=plan.summary, interrupted=False)
+        spec, total = plan.spec, plan.total
     items = load_workload(spec.workload, limit=spec.limit, seed=spec.seed, data_file=spec.data_file)
     for item in items:
         scorer_for(item)  # an unknown scorer fails before anything is created
-    run_dir = spec.run_dir_for(model, new_run_id(model))
     writer = RunWriter(run_dir, resume=spec.resume)
     try:
-        summary, interrupted = _attempt(spec, model, items, writer, console)
+        if spec.resume:
+            done = len({r.item_id for r in writer.checkpointed_records() if not r.retried})
+            console.print(Text(f"resuming {run_dir}: {done} of {total or len(items)} items done, "
+                               f"{len(items) - done} to go"), soft_wrap=True)  # fmt: skip
+        summary, interrupted = _attempt(spec, model, items, writer, console, exporter)
     finally:
         writer.close()
     if interrupted:
@@ -156,14 +212,78 @@ def run_model(spec: RunSpec, model: str, console: Console) -> RunOutcome:
     return RunOutcome(run_dir=run_dir, summary=summary, interrupted=False)
 
 
+# RunSpec fields a resume may change: where the run lives, and the managed server's port.
+RESUME_FREE_FIELDS = frozenset(
+    {"out", "runs_dir", "resume", "port", "models", "metrics_port", "metrics_host"}
+)
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What `--resume` will do with a run directory."""
+
+    spec: RunSpec  # the run's own settings, to continue with
+    complete: bool
+    done: int
+    total: int
+    summary: RunSummary | None = None  # the figures of a run that is already complete
+
+
+def resume_plan(run_dir: Path, spec: RunSpec, model: str, given: Iterable[str]) -> ResumePlan:
+    """The saved settings of the run in `run_dir`, checked against the flags the user gave.
+
+    A flag that differs from the run's own setting is an error naming both (a resume never
+    silently changes what is measured: `--limit 50` must not grow a 10-item run); a complete
+    run is left as it is.
+    """
+    from perwatt.analysis.summaries import summaries_of
+    from perwatt.store import read_run, run_state, saved_spec
+
+    saved = saved_spec(run_dir) if run_dir.is_dir() else None
+    if saved is None:
+        raise PerwattError(f"nothing to resume in {run_dir}: no run was started there")
+    if saved.models != (model,) and len(saved.models) == 1:
+        raise PerwattError(f"{run_dir} is a run of {saved.models[0]}, not of {model}")
+    for name in sorted(set(given) - RESUME_FREE_FIELDS):
+        mine, theirs = getattr(spec, name), getattr(saved, name)
+        if name == "endpoint" and mine is not None and redact_url(mine) == theirs:
+            continue  # the same URL; the saved one has its secrets masked
+        if mine != theirs:
+            raise PerwattError(
+                f"{run_dir} was started with {flag_for(name)} {_shown(theirs)}; "
+                f"--resume continues it with its own settings, so drop {flag_for(name)} "
+                f"{_shown(mine)} (or start a new run with another --out)"
+            )
+    keep = {k: getattr(spec, k) for k in RESUME_FREE_FIELDS}
+    if saved.endpoint is not None:
+        keep["endpoint"] = spec.endpoint if spec.endpoint is not None else saved.endpoint
+    resumed = saved.model_copy(update=keep | {"models": (model,), "resume": True})
+    if run_state(run_dir) == "complete" and not (run_dir / CHECKPOINT_DIR).is_dir():
+        run = read_run(run_dir)
+        (summary,) = summaries_of([run])
+        return ResumePlan(resumed, True, summary.n, summary.n, summary)
+    return ResumePlan(resumed, False, 0, saved.limit)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or "(none)"
+    return "(not set)" if value is None else str(value)
+
+
 def _attempt(
-    spec: RunSpec, model: str, items: list[Item], writer: RunWriter, console: Console
+    spec: RunSpec,
+    model: str,
+    items: list[Item],
+    writer: RunWriter,
+    console: Console,
+    exporter: LiveExporter | None = None,
 ) -> tuple[RunSummary, bool]:
     """One attempt at the run in `writer`'s directory: continue what earlier ones left."""
     records = writer.checkpointed_records()
     segments = writer.checkpointed_segments()
     run_id = segments[0].run_id if segments else writer.run_dir.name
-    done = {r.item_id for r in records}
+    done = {r.item_id for r in records if not r.retried}
     todo = [item for item in items if item.item_id not in done]
     # A resumed attempt continues the previous timeline after a marked, unmeasured gap.
     power_before = writer.checkpointed_power()
@@ -171,15 +291,18 @@ def _attempt(
     energy_offset = _last_energy_per_domain(power_before)
 
     segment = Segment(run_id=run_id, started=_now(), t_start=offset)
+    # Saved before anything is measured: a killed attempt stays on record (its `ended` empty),
+    # and a resume finds the settings the run was started with.
+    writer.save_spec(spec)
+    writer.save_segments([*segments, segment])
     interrupted = False
     try:
-        with open_target(spec, model, log_path=writer.run_dir / SERVER_LOG_FILE) as target:
+        with open_target(spec, model, writer.run_dir / SERVER_LOG_FILE, console) as target:
             segment.server = _server_info(target, spec)
             prompts = {i.item_id: build_prompt(i, target.prompt_style) for i in items}
             writer.write_items(items, prompts)
-            interrupted = _measure(
-                spec, target, todo, records, writer, segment, energy_offset, len(items), console
-            )
+            interrupted = _measure(spec, target, todo, prompts, records, writer, segment,
+                                   energy_offset, len(items), console, exporter)  # fmt: skip
     except KeyboardInterrupt:
         interrupted = True
     except PerwattError:
@@ -198,12 +321,14 @@ def _measure(
     spec: RunSpec,
     target: Target,
     todo: list[Item],
+    prompts: dict[str, Prompt],
     records: list[RequestRecord],
     writer: RunWriter,
     segment: Segment,
     energy_offset: dict[str, float],
     total_items: int,
     console: Console,
+    exporter: LiveExporter | None = None,
 ) -> bool:
     """Sample energy while driving the endpoint; returns True when interrupted by Ctrl-C."""
     t0 = time.monotonic() - segment.t_start
@@ -223,15 +348,25 @@ def _measure(
     def checkpoint_power() -> None:
         writer.append_power(_power_rows(sampler.take_new_rows(), energy_offset))
 
-    drive = _Drive(spec, target, segment, records, writer, sampler, checkpoint_power, console)
+    drive = _Drive(spec, target, segment, prompts, records, writer, sampler, checkpoint_power,
+                   console)  # fmt: skip
+    scraper = ServerMetricsScraper(target.base_url, clock=lambda: time.monotonic() - t0,
+                                   on_rows=writer.append_server_metrics)  # fmt: skip
+    if exporter is not None:
+        drive.view = _live_view(spec, target, segment, sampler)
+        exporter.show(drive.view)
     sampler.start()
     try:
+        _start_server_metrics(scraper, target, segment)
         asyncio.run(drive.run(todo, total_items, clock=lambda: time.monotonic() - t0))
         return False
     except KeyboardInterrupt:
         return True
     finally:
+        _stop_server_metrics(scraper, writer, segment)
         sampler.stop()
+        if drive.view is not None:
+            drive.view.end()  # the exporter's figures are the run's final ones from here
         checkpoint_power()
         segment.sampler_failed_reads = sampler.failed_reads
         segment.sampler_errors = sampler.errors[:20]
@@ -250,6 +385,26 @@ def _measure(
             segment.idle = measure_idle(sampler.timeline(), *segment.idle_window)
 
 
+def _start_server_metrics(scraper: ServerMetricsScraper, target: Target, segment: Segment
+                          ) -> None:  # fmt: skip
+    """Poll the endpoint's Prometheus /metrics beside the energy sampler (a thread, off the
+    event loop) into server_metrics.parquet; an endpoint without it is recorded as such, never
+    an error. A user's endpoint is recognised here too (which software, for the manifest)."""
+    scraper.probe()
+    scraper.start()
+    if segment.server is not None and not segment.server.managed:
+        identity = identify_server(target.base_url, metrics_software=scraper.software)
+        segment.server.software = identity.describe()
+        segment.server.software_evidence = identity.evidence
+
+
+def _stop_server_metrics(scraper: ServerMetricsScraper, writer: RunWriter, segment: Segment
+                         ) -> None:  # fmt: skip
+    scraper.stop()
+    segment.server_metrics = ServerMetricsInfo(**dataclasses.asdict(scraper.report()))
+    writer.write_server_metrics()
+
+
 class _Drive:
     """The asynchronous part of a run: warm-up, idle baseline, then the workload."""
 
@@ -258,15 +413,17 @@ class _Drive:
         spec: RunSpec,
         target: Target,
         segment: Segment,
+        prompts: dict[str, Prompt],
         records: list[RequestRecord],
         writer: RunWriter,
         sampler: EnergySampler,
         checkpoint_power: Callable[[], None],
         console: Console,
     ) -> None:
-        self.spec, self.target, self.segment = spec, target, segment
+        self.spec, self.target, self.segment, self.prompts = spec, target, segment, prompts
         self.records, self.writer, self.sampler = records, writer, sampler
         self.checkpoint_power, self.console = checkpoint_power, console
+        self.view: LiveRun | None = None  # what --metrics-port shows of this run
 
     async def run(self, todo: list[Item], total_items: int, clock: Callable[[], float]) -> None:
         spec, target = self.spec, self.target
@@ -287,14 +444,60 @@ class _Drive:
                 )
             if not todo:
                 return
-            for item in todo[: spec.warmup_requests]:
-                await client.complete(build_prompt(item, target.prompt_style))
-            self.segment.warmup_requests = min(spec.warmup_requests, len(todo))
+            if spec.warmup_requests:
+                self._say(f"warm-up: {spec.warmup_requests} request(s), not recorded…")
+            for k in range(spec.warmup_requests):
+                await client.complete(warmup_prompt(target.prompt_style, k))
+            self.segment.warmup_requests = spec.warmup_requests
+            measured = [target.pid] if target.pid is not None else []
             if spec.idle_seconds > 0:
                 t_idle = clock()
-                await asyncio.sleep(spec.idle_seconds)
+                before = machine_load.mark(measured)
+                await self._idle_countdown(spec.idle_seconds)
                 self.segment.idle_window = (t_idle, clock())
+                self._check_quiet(machine_load.between(before, machine_load.mark(measured)))
+            elif spec.require_idle_machine:
+                before = machine_load.mark(measured)
+                await asyncio.sleep(QUIET_PROBE_S)
+                self._check_quiet(machine_load.between(before, machine_load.mark(measured)))
+            start = machine_load.mark(measured)
             await self._workload(client, todo, total_items, clock)
+            if measured:  # without the server's pid, its own CPU would count as "other"
+                load = machine_load.between(start, machine_load.mark(measured))
+                self.segment.other_cpu_cores_workload = round(load.other_cores, 4)
+                if load.busy:
+                    self._warn(machine_load.busy_warning(load, "during the workload"))
+
+    def _say(self, text: str) -> None:
+        self.console.print(Text(text, style="dim"), soft_wrap=True)
+
+    def _warn(self, text: str) -> None:
+        self.segment.machine_warnings.append(text)
+        self.console.print(Text("warning: " + text, style="bold red"), soft_wrap=True)
+
+    def _check_quiet(self, load: machine_load.MachineLoad) -> None:
+        """Before the workload: a busy machine stops the run under --require-idle-machine,
+        else it is a warning that every table of the run shows."""
+        self.segment.other_cpu_cores_idle = round(load.other_cores, 4)
+        if not load.busy:
+            return
+        text = machine_load.busy_warning(load, "during the idle baseline")
+        if self.spec.require_idle_machine:
+            raise PerwattError(f"--require-idle-machine: {text}")
+        self._warn(text)
+
+    async def _idle_countdown(self, seconds: float) -> None:
+        """The idle baseline: wait `seconds` with the model loaded, counting down on screen."""
+        label = "idle baseline (model loaded, nothing sent)"
+        if not self.console.is_terminal:
+            self._say(f"{label}: {seconds:g} s…")
+            await asyncio.sleep(seconds)
+            return
+        end = time.monotonic() + seconds
+        with self.console.status(f"{label}: {seconds:.0f} s left") as status:
+            while (left := end - time.monotonic()) > 0:
+                status.update(f"{label}: {left:.0f} s left")
+                await asyncio.sleep(min(0.5, left))
 
     async def _workload(
         self,
@@ -305,65 +508,180 @@ class _Drive:
     ) -> None:
         endpoint = redact_url(self.target.base_url)
         records = self.records
-        correct = sum(bool(r.correct) for r in records)
-        e_start = self.sampler.total_j()
-        last_flush = time.monotonic()
+        answers = [r for r in records if not r.retried]
+        live = _Live(correct=sum(bool(r.correct) for r in answers), done=len(answers),
+                     e_start=self.sampler.total_j())  # fmt: skip
+        for r in records:
+            live.count(r)
+        if self.view is not None:
+            self.view.counts = live
         progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("acc {task.fields[acc]}"),
-            TextColumn("{task.fields[joules]} J ({task.fields[label]})"),
+            # Metered energy since the workload started, and correct answers per kJ of it.
+            TextColumn(
+                "{task.fields[correct]} correct · {task.fields[joules]} J · "
+                "{task.fields[per_kj]} correct/kJ ({task.fields[label]})"
+            ),
             TimeElapsedColumn(),
             console=self.console,
+            auto_refresh=False,  # refreshed on a timer below, never per request
         )
         task = progress.add_task(
             self.target.model,
             total=total_items,
             completed=len(records),
             acc="–",
+            correct=live.correct,
             joules="0",
+            per_kj="–",
             label=_label(self.segment.energy_sources),
         )
+        loop = asyncio.get_running_loop()
+        # Scorers that may take long on one answer run here, off the event loop; the request's
+        # times were taken by the client before, so scoring never moves a timestamp.
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="perwatt-score")
+        scoring: set[asyncio.Future[None]] = set()
+        prompts = self.prompts
 
-        async def send(item: Item, t_scheduled: float) -> tuple[float, Completion]:
-            return t_scheduled, await client.complete(build_prompt(item, self.target.prompt_style))
+        retries = self.spec.retries
 
-        def on_done(item: Item, sent: tuple[float, Completion]) -> None:
-            nonlocal correct, last_flush
-            t_scheduled, completion = sent
-            record = make_record(
-                self.segment.run_id, len(records), self.target.model, endpoint, item,
-                t_scheduled, completion,
-            )  # fmt: skip
+        async def send(item: Item, t_scheduled: float) -> tuple[float, list[Completion]]:
+            live.in_flight += 1
+            if not retries:
+                return t_scheduled, [await client.complete(prompts[item.item_id])]
+            return t_scheduled, await client.complete_with_retries(prompts[item.item_id],
+                                                                   retries=retries)  # fmt: skip
+
+        def keep(record: RequestRecord) -> None:
             records.append(record)
             self.writer.append_request(record)
-            correct += bool(record.correct)
-            joules = self.sampler.total_j() - e_start
-            progress.update(
-                task, advance=1, acc=f"{100 * correct / len(records):.0f}%", joules=f"{joules:,.0f}"
-            )
-            if time.monotonic() - last_flush > 2.0:
-                self.checkpoint_power()
-                last_flush = time.monotonic()
+            if not record.retried:  # a retried attempt is not an answer
+                live.done += 1
+                live.correct += bool(record.correct)
+            live.count(record)
 
+        def on_done(item: Item, sent: tuple[float, list[Completion]]) -> None:
+            t_scheduled, attempts = sent
+            live.in_flight -= 1
+            live.send_lag_s = attempts[0].t_sent - t_scheduled
+            for k, completion in enumerate(attempts):
+                # Every attempt is a row with its own energy; all but the last were retried.
+                add_row(item, t_scheduled, completion, retried=k < len(attempts) - 1)
+
+        def add_row(item: Item, t_scheduled: float, completion: Completion, retried: bool) -> None:
+            request_id = live.next_id
+            live.next_id += 1
+
+            def build() -> RequestRecord:
+                row = make_record(self.segment.run_id, request_id, self.target.model, endpoint,
+                                  item, t_scheduled, completion)  # fmt: skip
+                row.retried = retried
+                return row
+
+            if not scorer_for(item).expensive:
+                keep(build())
+                return
+            future = loop.run_in_executor(pool, build)
+            done = asyncio.ensure_future(_after(future, keep))
+            scoring.add(done)
+            done.add_done_callback(scoring.discard)
+
+        def refresh() -> None:
+            acc = f"{100 * live.correct / live.done:.0f}%" if live.done else "–"
+            joules = self.sampler.total_j() - live.e_start
+            per_kj = correct_per_kj(live.correct, joules)
+            progress.update(task, completed=live.done, acc=acc, correct=live.correct,
+                            joules=f"{joules:,.0f}",
+                            per_kj="–" if per_kj is None else f"{per_kj:.3g}")  # fmt: skip
+            progress.refresh()
+
+        async def ticker() -> None:
+            last_power = time.monotonic()
+            while True:
+                await asyncio.sleep(PROGRESS_INTERVAL_S)
+                refresh()
+                if time.monotonic() - last_power > POWER_CHECKPOINT_S:
+                    self.checkpoint_power()
+                    last_power = time.monotonic()
+
+        live.next_id = len(records)
         cpu_before = time.process_time()
         spec = self.spec
+        # Thousands of small objects a second trigger the cyclic collector over and over, each
+        # pass walking everything imported at start-up: freeze that, and collect less often.
+        gc.collect()
+        gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(50_000, 20, 20)
         with progress:
-            if spec.rate is None:
-                await run_closed_loop(
-                    todo, send, concurrency=spec.concurrency, clock=clock, on_done=on_done,
-                    stop_after_s=spec.duration_s,
-                )  # fmt: skip
-            else:
-                offsets = arrival_times(
-                    len(todo), spec.rate, burstiness=spec.burstiness, seed=spec.seed
-                )
-                await run_open_loop(
-                    todo, send, offsets=offsets, clock=clock, on_done=on_done,
-                    max_in_flight=spec.max_in_flight, stop_after_s=spec.duration_s,
-                )  # fmt: skip
+            timer = asyncio.ensure_future(ticker())
+            try:
+                if spec.rate is None:
+                    await run_closed_loop(
+                        todo, send, concurrency=spec.concurrency, clock=clock, on_done=on_done,
+                        stop_after_s=spec.duration_s,
+                    )  # fmt: skip
+                else:
+                    offsets = arrival_times(
+                        len(todo), spec.rate, burstiness=spec.burstiness, seed=spec.seed
+                    )
+                    await run_open_loop(
+                        todo, send, offsets=offsets, clock=clock, on_done=on_done,
+                        max_in_flight=spec.max_in_flight, stop_after_s=spec.duration_s,
+                    )  # fmt: skip
+                if scoring:
+                    await asyncio.gather(*scoring)
+            finally:
+                timer.cancel()
+                pool.shutdown(wait=True, cancel_futures=False)
+                refresh()
+                gc.set_threshold(*thresholds)
+                gc.unfreeze()
         self.segment.harness_cpu_s = time.process_time() - cpu_before
+
+
+@dataclass
+class _Live:
+    """Running totals of the workload, updated per request (cheap) and shown on a timer (and
+    on /metrics, read as they are by `report.live`, with --metrics-port)."""
+
+    correct: int = 0
+    done: int = 0
+    e_start: float = 0.0
+    next_id: int = 0
+    statuses: dict[str, int] = dataclasses.field(default_factory=dict)  # answers by status
+    retried: int = 0  # attempts that were retried (rows, not answers)
+    prompt_tokens: int = 0  # over every row, retried attempts included
+    completion_tokens: int = 0
+    in_flight: int = 0
+    send_lag_s: float | None = None  # t_sent - t_scheduled of the latest answered request
+
+    def count(self, record: RequestRecord) -> None:
+        """Add a row to the counts by status and the token totals."""
+        if record.retried:
+            self.retried += 1
+        else:
+            self.statuses[record.status] = self.statuses.get(record.status, 0) + 1
+        self.prompt_tokens += record.prompt_tokens or 0
+        self.completion_tokens += record.completion_tokens or 0
+
+
+def _live_view(spec: RunSpec, target: Target, segment: Segment, sampler: EnergySampler
+               ) -> LiveRun:  # fmt: skip
+    """The run as --metrics-port shows it: its labels, its sampler, its idle window."""
+    from perwatt.report.live import LiveRun
+
+    return LiveRun(run_id=segment.run_id, model=target.model, workload=spec.workload,
+                   load=spec.load_label(), endpoint=redact_url(target.base_url), sampler=sampler,
+                   idle_window=lambda: segment.idle_window)  # fmt: skip
+
+
+async def _after(future: asyncio.Future[RequestRecord], then: Callable[[RequestRecord], None]
+                 ) -> None:  # fmt: skip
+    then(await future)
 
 
 def make_record(
@@ -405,6 +723,13 @@ def make_record(
         correct=scored.correct,
         score=scored.score,
         itl_s=inter_token_gaps(completion.chunk_times),
+        token_count_source=completion.token_count_source,
+        cached_tokens=completion.cached_tokens,
+        server_prompt_ms=completion.server_prompt_ms,
+        server_predicted_ms=completion.server_predicted_ms,
+        error_kind=completion.error_kind,
+        http_status=completion.http_status,
+        attempt=completion.attempt,
     )
 
 
@@ -452,21 +777,56 @@ def _finalize(
         [(r.t_sent, r.t_done) for r in records],
         idle_power_w=idle_w,
         weights=weights,
+        # Split at the first token: prefill + decode = the request's energy, exactly.
+        splits=[np.nan if r.t_first_token is None else r.t_first_token for r in records],
     )
     infos = next((s.energy_sources for s in segments if s.energy_sources), [])
     label = _label(infos)
-    for record, gross, net in zip(records, result.gross_j, result.net_j, strict=True):
+    assert result.prefill_j is not None and result.decode_j is not None
+    phases = zip(result.prefill_j.tolist(), result.decode_j.tolist(), strict=True)
+    for record, gross, net, (prefill, decode) in zip(records, result.gross_j, result.net_j,
+                                                      phases, strict=True):  # fmt: skip
         record.energy_j = float(gross)
         record.energy_net_j = float(net)
+        record.prefill_energy_j = prefill
+        record.decode_energy_j = decode
         record.energy_source = label
     _derive_latency(records)
-    totals = _totals(records, timeline, result, idle_w, infos, label)
+    concurrency = spec.concurrency if spec.rate is None else None
+    totals = _totals(records, timeline, result, idle_w, infos, label, concurrency)
+    totals = totals.model_copy(update=_trust(spec, records, segments, timeline))
     manifest = _manifest(spec, model, run_id, segments, totals, result, interrupted, timeline)
     run = RunData(writer.run_dir, manifest, check_requests(records_table(records), writer.run_dir),
                   power_table(power))  # fmt: skip
     (summary,) = compute_summaries([run])
     writer.finalize(records, power, manifest, summary, complete=not interrupted)
     return summary
+
+
+def _trust(
+    spec: RunSpec,
+    records: Sequence[RequestRecord],
+    segments: Sequence[Segment],
+    timeline: PowerTimeline,
+) -> dict[str, object]:
+    """How far the run's energy figures can be trusted: telemetry coverage (the share of the
+    requests' time that energy samples cover) and the warnings every table shows with them."""
+    warnings = list(dict.fromkeys(w for s in segments for w in s.machine_warnings))
+    if not records:
+        return {"coverage": None, "warnings": warnings}
+    spans = [(r.t_sent, r.t_done) for r in records]
+    share = timeline.coverage(spans, max_gap_s=MAX_GAP_SAMPLES * spec.sample_interval_s)
+    seconds = np.array([b - a for a, b in spans])
+    total = float(seconds.sum())
+    coverage = float((share * seconds).sum() / total) if total > 0 else float(share.mean())
+    uncovered = int((share < COVERED_SHARE).sum())
+    if uncovered:
+        warnings.append(
+            f"energy timeline covers {100 * coverage:.1f}% of the requests' time: {uncovered} of "
+            f"{len(records)} requests are not fully covered by energy samples, so their energy "
+            "is undercounted"
+        )
+    return {"coverage": round(coverage, 6), "warnings": warnings}
 
 
 def _totals(
@@ -476,17 +836,20 @@ def _totals(
     idle_w: float,
     infos: Sequence[EnergySourceInfo],
     label: str,
+    concurrency: int | None,
 ) -> EnergyTotals:
-    """What the meter saw: totals, the workload window, and the window cut into time blocks."""
+    """What the meter saw: totals, the workload window and the steady-state window (the
+    kernel's `steady_window`), each with its energy cut into time blocks."""
     first = min((r.t_sent for r in records), default=0.0)
     last = max((r.t_done for r in records), default=0.0)
     window_s = last - first
-    blocks: list[tuple[float, float]] = []
-    if records and window_s > 0:
-        count = min(MAX_BLOCKS, int(window_s / BLOCK_S))
-        edges = np.linspace(first, last, count + 1) if count >= 1 else np.array([])
-        blocks = [(float(b - a), timeline.energy_between(float(a), float(b)))
-                  for a, b in itertools.pairwise(edges)]  # fmt: skip
+
+    def blocks(t0: float, t1: float) -> list[tuple[float, float]]:
+        return [(float(b - a), timeline.energy_between(float(a), float(b)))
+                for a, b in itertools.pairwise(time_blocks(t0, t1))]  # fmt: skip
+
+    steady = steady_window([r.t_sent for r in records], [r.t_done for r in records], concurrency)
+    s0, s1 = steady.start_s, steady.end_s
     return EnergyTotals(
         label=label,
         metered_total_j=float(result.total_j),
@@ -496,7 +859,11 @@ def _totals(
         window_j=timeline.energy_between(first, last) if records else 0.0,
         uncertainty="; ".join(i.method for i in infos),
         band=next((i.band for i in infos if i.band), ""),
-        window_blocks=blocks,
+        window_blocks=blocks(first, last) if records else [],
+        steady_start_s=s0,
+        steady_end_s=s1,
+        steady_j=timeline.energy_between(s0, s1) if s0 is not None and s1 is not None else None,
+        steady_blocks=blocks(s0, s1) if s0 is not None and s1 is not None else [],
     )
 
 
@@ -562,7 +929,7 @@ def _anomalies(spec: RunSpec, segments: list[Segment], timeline: PowerTimeline) 
         for i in range(1, len(segments))
     ]
     # A gap of ten sampling intervals means the sampler stalled (or the run was resumed).
-    for anomaly in timeline.anomalies(max_gap_s=10 * spec.sample_interval_s):
+    for anomaly in timeline.anomalies(max_gap_s=MAX_GAP_SAMPLES * spec.sample_interval_s):
         found.append(
             f"{anomaly.domain}: {anomaly.kind} at t={anomaly.t_start:.3f}–{anomaly.t_end:.3f}s: "
             f"{anomaly.detail}"
@@ -594,7 +961,7 @@ def _manifest(
         status="interrupted" if interrupted else "complete",
         requests=len(result.gross_j),
         command_line=redact_argv(sys.argv),
-        config=spec.model_copy(update={"models": (model,)}),
+        config=spec.redacted().model_copy(update={"models": (model,)}),
         model=ModelInfo(
             name=model,
             display_name=packaged.display_name if packaged else model,
@@ -621,7 +988,7 @@ def _manifest(
             "python": sys.version.split()[0],
             "perwatt": perwatt.__version__,
             "server": next(
-                (s.server.software for s in segments if s.server and s.server.managed), ""
+                (s.server.software for s in segments if s.server and s.server.software), ""
             ),
         },
         energy=EnergyInfo(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from conftest import make_row, run_data
 from perwatt.analysis._bootstrap import EXACT_LIMIT, bootstrap_sums
-from perwatt.analysis.metrics import RunSummary, latency
+from perwatt.analysis.metrics import RunSummary, latency, steady_window
 from perwatt.analysis.routing import oracle_choice, subset_coverage
 from perwatt.analysis.summaries import compute_summaries
 
@@ -155,3 +155,105 @@ def test_oracle_choice_takes_the_cheapest_correct_else_the_reference():
     correct = np.array([[1, 1, 0], [0, 0, 0], [0, 1, 1]], dtype=float)
     energy = np.array([[5.0, 1.0, 9.0], [1.0, 1.0, 1.0], [0.1, 3.0, 2.0]])
     assert oracle_choice(correct, energy, reference=2).tolist() == [1, 2, 2]
+
+
+# -- per token, by phase, and the steady state ------------------------------------------------
+
+
+def test_joules_per_token_and_by_phase_follow_the_definitions(rows):
+    for r in rows:  # a fifth of each request's energy before its first token (0.1 s of 1 s)
+        r.prefill_energy_j, r.decode_energy_j = 0.2 * r.energy_j, 0.8 * r.energy_j
+    s = summary_of(rows)
+    # 55 J over 10 × 10 completion tokens; over 10 × (20 + 10) tokens in all.
+    assert s.j_per_output_token.value == pytest.approx(55 / 100)
+    assert s.j_per_total_token.value == pytest.approx(55 / 300)
+    assert s.j_per_output_token.low < s.j_per_output_token.value < s.j_per_output_token.high
+    assert s.prefill_energy_per_query_j.value == pytest.approx(1.1)
+    assert s.decode_energy_per_query_j.value == pytest.approx(4.4)
+    assert s.prefill_energy_share.value == pytest.approx(0.2)
+    # Phase power: 11 J over 10 × 0.1 s of prefill; 44 J over 10 × 0.9 s of decode.
+    assert s.prefill_power_w.value == pytest.approx(11.0)
+    assert s.decode_power_w.value == pytest.approx(44 / 9)
+    for figure in (s.prefill_power_w, s.decode_power_w, s.prefill_energy_share):
+        assert figure.low <= figure.value <= figure.high
+
+
+def test_a_request_with_no_first_token_is_all_prefill_time(rows):
+    for r in rows:
+        r.prefill_energy_j, r.decode_energy_j = 0.2 * r.energy_j, 0.8 * r.energy_j
+    rows[9].t_first_token = None  # the errored one: 10 J, all prefill, over its whole second
+    rows[9].prefill_energy_j, rows[9].decode_energy_j = 10.0, 0.0
+    s = summary_of(rows)
+    assert s.prefill_energy_per_query_j.value == pytest.approx((0.2 * 45 + 10.0) / 10)
+    assert s.prefill_power_w.value == pytest.approx((0.2 * 45 + 10.0) / (9 * 0.1 + 1.0))
+    assert s.decode_power_w.value == pytest.approx(0.8 * 45 / (9 * 0.9))
+
+
+def test_figures_a_run_cannot_give_say_why(rows):
+    rows[3].prompt_tokens = None  # an endpoint that reported no usage
+    s = summary_of(rows)  # and rows written before energy was split into phases
+    assert s.j_per_output_token.value == pytest.approx(0.55)
+    assert s.j_per_total_token.value is None
+    assert "prompt_tokens missing on 1 requests" in s.j_per_total_token.why
+    assert s.prefill_power_w.value is None and "not split" in s.prefill_power_w.why
+    assert s.steady_j_per_output_token.value is None
+    assert "not recorded" in s.steady_window
+
+
+def test_the_steady_window_runs_from_the_last_slot_filled_to_the_first_emptied():
+    # Two workers: A 0–4 then C 4–8; B 1–5 then D 5–6. Both slots are busy from 1 (B sent)
+    # until 6 (D done, nothing left for its worker); the dips at 4 and 5 stay inside.
+    sent, done = [0.0, 1.0, 4.0, 5.0], [4.0, 5.0, 8.0, 6.0]
+    w = steady_window(sent, done, 2)
+    assert (w.start_s, w.end_s) == (1.0, 6.0) and "slots busy" in w.rule
+    one = steady_window(sent[:1] + sent[2:3], done[:1] + done[2:3], 1)
+    assert (one.start_s, one.end_s) == (0.0, 8.0)  # one at a time: the whole window
+    never = steady_window(sent, done, 3)
+    assert never.start_s is None and "never 3 requests" in never.rule
+    poisson = steady_window(sent, done, None)
+    assert (poisson.start_s, poisson.end_s) == pytest.approx((0.8, 7.2))
+    assert steady_window([], [], 4).start_s is None
+
+
+def test_steady_state_joules_per_token_count_the_tokens_made_inside_the_window():
+    # The four requests above; each decodes 10 tokens from 0.5 s after it was sent.
+    sent, done = [0.0, 1.0, 4.0, 5.0], [4.0, 5.0, 8.0, 6.0]
+    rows = [make_row(i, correct=True, energy=10.0) for i in range(4)]
+    for r, a, b in zip(rows, sent, done, strict=True):
+        r.t_sent, r.t_scheduled, r.t_first_token, r.t_done = a, a, a + 0.5, b
+    # Inside 1–6: all of B's and D's tokens, 3 of A's 3.5 decoding seconds, 1.5 of C's 3.5.
+    tokens = 20 + 10 * 3 / 3.5 + 10 * 1.5 / 3.5
+    blocks = [(1.0, 10.0 + (k % 2)) for k in range(5)]
+    totals = {"steady_start_s": 1.0, "steady_end_s": 6.0, "steady_j": 52.0,
+              "steady_blocks": blocks}  # fmt: skip
+    s = summary_of(rows, concurrency=2, totals=totals)
+    assert (s.steady_start_s, s.steady_end_s) == (1.0, 6.0)
+    assert s.steady_j_per_output_token.value == pytest.approx(52.0 / tokens)
+    assert s.steady_power_w.value == pytest.approx(52.0 / 5.0)
+    assert s.steady_tokens_per_s == pytest.approx(tokens / 5.0)
+    # ML.ENERGY's J/query: J/token × the run's 10 output tokens per query.
+    assert s.steady_energy_per_query_j.value == pytest.approx(520.0 / tokens)
+    est = s.steady_j_per_output_token
+    assert est.low is not None and est.low <= est.value <= est.high
+    assert s.steady_power_w.low <= 52.0 / 5.0 <= s.steady_power_w.high
+    # Beside it, the whole run's attributed figure: 40 J over 40 tokens.
+    assert s.j_per_output_token.value == pytest.approx(1.0)
+
+
+def test_a_retried_attempt_is_folded_into_the_next_one():
+    from conftest import make_row, run_data
+    from perwatt.analysis.summaries import compute_summaries
+
+    first = make_row(0, correct=False, energy=2.0, status="error")
+    first.attempt, first.retried, first.http_status = 1, True, 429
+    second = make_row(1, correct=True, energy=3.0)
+    second.item_id, second.attempt = first.item_id, 2
+    other = make_row(2, correct=True, energy=1.0)
+    (s,) = compute_summaries([run_data("runs/r", [first, second, other])])
+    # Two items, both answered correctly; item 0 cost both its attempts' energy.
+    assert s.n == 2 and s.accuracy.value == 1.0 and s.n_error == 0
+    assert s.energy_per_query_j.value == pytest.approx((2.0 + 3.0 + 1.0) / 2)
+    assert s.n_retried == 1 and s.n_rate_limited == 1 and s.n_requests == 2
+    # A retried attempt whose next attempt never came (a run killed mid-retry) stays a row.
+    (cut,) = compute_summaries([run_data("runs/c", [first, other])])
+    assert cut.n == 2 and cut.accuracy.value == 0.5 and cut.n_retried == 0

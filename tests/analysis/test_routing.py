@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from perwatt.analysis.routing import (
     ExternalProfile,
     alpha_matrix,
     build_study,
-        evaluate,
+    evaluate,
     oracle_matrix,
     route_report,
     simulate_alpha_router,
@@ -280,3 +281,43 @@ def test_curves_and_frontier(runs):
     assert energies == sorted(energies) and accuracies == sorted(accuracies)
     assert report.frontier[-1].accuracy == pytest.approx(5 / 6)
     assert math.isclose(report.frontier[0].energy_j, 6.0)  # S alone: 6 × 1 J
+
+
+def _wide_run(name: str, correct: np.ndarray, params: float) -> RunData:
+    """A run of len(correct) items built as a table (records would be slow at this size)."""
+    import pyarrow as pa
+
+    from conftest import make_manifest
+    from perwatt.store import check_requests, power_table
+
+    n = correct.size
+    t = np.arange(n, dtype=float)
+    table = pa.table({
+        "run_id": [f"run-{name}"] * n, "model": [name] * n,
+        "item_id": [f"item/{k}" for k in range(n)], "domain": ["d"] * n, "status": ["ok"] * n,
+        "correct": correct, "energy_j": np.ones(n), "energy_net_j": np.ones(n),
+        "prompt_tokens": np.full(n, 10), "completion_tokens": np.full(n, 10),
+        "t_scheduled": t, "t_sent": t, "t_first_token": t + 0.1, "t_done": t + 1.0,
+    })  # fmt: skip
+    path = Path(f"/runs/run-{name}")
+    manifest = make_manifest(f"run-{name}", model=name, n=n, active_params=int(params))
+    return RunData(path, manifest, check_requests(table, path), power_table([]))
+
+
+def test_coverage_interval_above_the_exact_limit_is_binomial_sized():
+    """Above 20,000 items the bootstrap draws Poisson(1) weights, so a resample's item count
+    varies; coverage divides each resample's covered sum by that count (not by n, which made
+    the interval of coverage of all models [0.9796, 1.0021] on 30,000 items at p≈0.99)."""
+    n = 30_000
+    rng = np.random.default_rng(7)
+    runs = [_wide_run(m, rng.random(n) < 0.9, p) for m, p in (("S", 1e9), ("L", 4e9))]
+    study = build_study(runs)
+    assert study.n_items == n
+    report = route_report(study, alphas=(), resamples=1000, seed=3)
+    everything = report.coverage.everything
+    p = float(everything.value)
+    assert 0.985 < p < 0.995  # two independent 90% models: 1 − 0.1² ≈ 0.99
+    assert everything.high <= 1.0
+    assert everything.low < p < everything.high
+    binomial = 2 * 1.959964 * math.sqrt(p * (1 - p) / n)
+    assert (everything.high - everything.low) == pytest.approx(binomial, rel=0.2)

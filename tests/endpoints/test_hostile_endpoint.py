@@ -74,11 +74,11 @@ def test_a_hostile_server_gives_one_error_row_per_failed_request(tmp_path, concu
         assert r.correct is not True or r.status == "ok"
         assert MARKER not in r.endpoint and "?k=***" in r.endpoint
 
-    # Each prompt got one shape (its first arrival's; the warm-up repeats the first item, whose
-    # shape is "ok"), so the rows must hold exactly one outcome per prompt, shape for shape.
-    served = [e for e in log if e["event"] == "served"]
+    # Each prompt got one shape (its first arrival's), so the rows must hold exactly one outcome
+    # per prompt, shape for shape. The warm-up request (the first served, before the workload)
+    # asks a prompt that is in no workload: left out.
+    served = [e for e in log if e["event"] == "served"][1:]
     shape_of = {e["prompt"]: e["shape"] for e in served}
-    assert served[0]["shape"] == "ok"
     assert len(shape_of) == limit
     assert Counter(category(r.error) for r in rows) == Counter(shape_of.values())
     assert set(shape_of.values()) == set(CYCLE)  # every shape was served
@@ -90,3 +90,40 @@ def test_a_hostile_server_gives_one_error_row_per_failed_request(tmp_path, concu
     assert any(e["event"] == "idle_abort" for e in log)
     connect_rows = [r for r in rows if (r.error or "").startswith("could not reach")]
     assert len(connect_rows) == Counter(shape_of.values())["reset"]
+
+
+def test_retries_record_every_attempt_and_429s_apart_and_count_the_answer_once(tmp_path):
+    # Each prompt is answered 429 (Retry-After: 0) the first time, then "Answer: 42".
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps({"q": f"q{k}", "a": "42"}) + "\n" for k in range(5)))
+    args = ["--model", "hostile", "--workload", "file:question=q,answer=a", "--data-file",
+            str(data), "--limit", "5", "--warmup", "0", "--idle-seconds", "0"]  # fmt: skip
+    runs = {}
+    for name, extra in (("plain", []), ("retried", ["--retries", "2"])):
+        with hostile() as root:  # a fresh server: each prompt's first arrival is a 429
+            runs[name] = subprocess.run(
+                [sys.executable, "-m", "perwatt", "run", "--endpoint",
+                 f"{root}/mode/rate_limited_once/v1", *args, *extra, "--out",
+                 str(tmp_path / name)], capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+    plain, retried = runs["plain"], runs["retried"]
+    assert plain.returncode == 0 and retried.returncode == 0, retried.stderr
+    # Without --retries a measurement does not retry: five 429s, each an incorrect answer.
+    rows = read_run(tmp_path / "plain").records()
+    assert [r.error_kind for r in rows] == ["rate_limited"] * 5
+    # With --retries: every attempt is a row with its energy; the 429s are the retried ones.
+    run = read_run(tmp_path / "retried")
+    rows = run.records()
+    assert len(rows) == 10
+    first = [r for r in rows if r.attempt == 1]
+    assert all(r.retried and r.http_status == 429 for r in first)
+    assert all(not r.retried and r.status == "ok" for r in rows if r.attempt == 2)
+    from perwatt.analysis.summaries import summaries_of
+
+    (s,) = summaries_of([run])
+    # Accuracy counts each item once, by its last attempt; its energy is all its attempts'.
+    assert s.n == 5 and s.accuracy.value == 1.0
+    assert s.n_retried == 5 and s.n_rate_limited == 5 and s.n_error == 0
+    total = sum(r.energy_j for r in rows)
+    assert s.energy_per_query_j.value == pytest.approx(total / 5)
+    assert "5 retried" in retried.stdout and "5 rate limited (HTTP 429)" in retried.stdout

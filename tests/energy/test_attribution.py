@@ -15,14 +15,20 @@ def constant_power(watts: float, t_end: float, step: float = 1.0) -> DomainSerie
     return DomainSeries(t, watts * t, "test")
 
 
-def reference(series, intervals, idle_w=0.0, weights=None):
-    """Slice-by-slice attribution in plain Python: the definition, slowly."""
+def reference(series, intervals, idle_w=0.0, weights=None, splits=None):
+    """Slice-by-slice attribution in plain Python: the definition, slowly. With `splits`, also
+    each request's energy in the slices before its split time (prefill) and after (decode)."""
     t, e = list(series.t), list(series.energy_j)
     lo, hi = t[0], t[-1]
     spans = [(min(max(a, lo), hi), min(max(b, lo), hi)) for a, b in intervals]
     w = [1.0] * len(spans) if weights is None else [float(x) for x in weights]
-    points = sorted(set(t) | {p for span in spans for p in span})
+    cut = [
+        d if splits is None or math.isnan(x) else min(max(x, s), d)
+        for (s, d), x in zip(spans, splits or [math.nan] * len(spans), strict=True)
+    ]
+    points = sorted(set(t) | {p for span in spans for p in span} | set(cut))
     gross = [0.0] * len(spans)
+    prefill = [0.0] * len(spans)
     idle = [0.0] * len(spans)
     unattributed = 0.0
     for a, b in itertools.pairwise(points):
@@ -35,7 +41,11 @@ def reference(series, intervals, idle_w=0.0, weights=None):
         for i in active:
             share = w[i] / total_w if total_w > 0 else 1.0 / len(active)
             gross[i] += energy * share
+            if b <= cut[i]:
+                prefill[i] += energy * share
             idle[i] += idle_w * (b - a) * share
+    if splits is not None:
+        return np.array(gross), np.array(prefill), np.array(gross) - np.array(prefill)
     return np.array(gross), np.array(gross) - np.array(idle), unattributed
 
 
@@ -136,6 +146,35 @@ def test_bad_input_is_refused():
         attribute(series, [(1.0, 2.0)], weights=[-1])
 
 
+def test_energy_is_split_at_the_first_token_into_prefill_and_decode():
+    # 5 W for 0–4 s, then 20 W for 4–10 s. A: sent 2, first token 5, done 6 → prefill 2 s × 5 W
+    # + 0.5 s × 20 W + half of 0.5 s × 20 W (shared with B over 4.5–5); decode 1 s × 20 W.
+    # B: sent 4.5, no first token (it failed), done 5 → all of it prefill.
+    series = DomainSeries(np.array([0.0, 4.0, 10.0]), np.array([0.0, 20.0, 140.0]), "test")
+    result = attribute(series, [(2.0, 6.0), (4.5, 5.0)], splits=[5.0, math.nan])
+    assert result.prefill_j == pytest.approx([10.0 + 10.0 + 5.0, 5.0])
+    assert result.decode_j == pytest.approx([20.0, 0.0])
+    assert (result.prefill_j + result.decode_j == result.gross_j).all()
+    # The split changes no request's total.
+    plain = attribute(series, [(2.0, 6.0), (4.5, 5.0)])
+    assert plain.prefill_j is None and plain.decode_j is None
+    assert result.gross_j == pytest.approx(plain.gross_j, rel=1e-15)
+
+
+def test_a_first_token_outside_the_request_is_moved_to_its_nearer_end():
+    series = constant_power(10.0, 10.0)
+    result = attribute(series, [(1.0, 3.0), (4.0, 6.0)], splits=[0.5, 9.0])
+    assert result.prefill_j == pytest.approx([0.0, 20.0])
+    assert result.decode_j == pytest.approx([20.0, 0.0])
+    with pytest.raises(ValueError, match="split times"):
+        attribute(series, [(1.0, 3.0)], splits=[1.0, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        attribute(series, [(1.0, 3.0)], splits=[math.inf])
+    unsampled = attribute(DomainSeries(np.array([1.0]), np.array([7.0]), "t"), [(0.0, 2.0)],
+                          splits=[1.0])  # fmt: skip
+    assert unsampled.prefill_j.tolist() == [0.0] and unsampled.decode_j.tolist() == [0.0]
+
+
 # -- properties over random timelines and request sets ----------------------------------------
 
 
@@ -216,6 +255,33 @@ def test_weights_scaled_together_change_nothing(case):
     assert np.allclose(a.gross_j, b.gross_j, rtol=1e-9, atol=1e-9 * scale)
 
 
+@settings(max_examples=300, deadline=None)
+@given(timelines_and_requests(), st.data())
+def test_prefill_plus_decode_is_the_request_energy_exactly(case, data):
+    series, requests, weights = case
+    # Each request's first token somewhere inside it, at one of its ends, outside it, or none.
+    where = st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 1.0, -0.5, 1.5, math.nan]))
+    fractions = data.draw(st.lists(where, min_size=len(requests), max_size=len(requests)))
+    splits = [a + f * (b - a) for (a, b), f in zip(requests, fractions, strict=True)]
+    result = attribute(series, requests, weights=weights, splits=splits)
+    # Exact conservation, bit for bit: the phases add up to the request's energy.
+    assert (result.prefill_j + result.decode_j == result.gross_j).all()
+    total = float(series.energy_j[-1] - series.energy_j[0])
+    tol = 1e-9 * max(total, 1.0)
+    assert abs(float(result.gross_j.sum()) + result.unattributed_j - total) <= tol
+    assert (result.prefill_j >= -tol).all() and (result.decode_j >= -tol).all()
+    # No first token: all of it prefill.
+    for f, decode in zip(fractions, result.decode_j, strict=True):
+        if math.isnan(f):
+            assert decode == 0.0
+    # Each phase is the definition computed slice by slice; the total is unchanged by the split.
+    _, prefill, decode = reference(series, requests, weights=weights, splits=splits)
+    assert np.allclose(result.prefill_j, prefill, rtol=1e-7, atol=tol)
+    assert np.allclose(result.decode_j, decode, rtol=1e-7, atol=tol)
+    plain = attribute(series, requests, weights=weights)
+    assert np.allclose(result.gross_j, plain.gross_j, rtol=1e-9, atol=tol)
+
+
 def test_100k_requests_over_100k_samples_well_under_a_second():
     rng = np.random.default_rng(7)
     n = 100_000
@@ -226,7 +292,8 @@ def test_100k_requests_over_100k_samples_well_under_a_second():
     weights = rng.integers(0, 500, n)
     attribute(series, intervals[:1000])  # warm up numpy
     began = time.perf_counter()
-    result = attribute(series, intervals, idle_power_w=3.0, weights=weights)
+    firsts = intervals[:, 0] + rng.uniform(0.0, 1.0, n) * (intervals[:, 1] - intervals[:, 0])
+    result = attribute(series, intervals, idle_power_w=3.0, weights=weights, splits=firsts)
     elapsed = time.perf_counter() - began
     total = result.total_j
     assert abs(result.gross_j.sum() + result.unattributed_j - total) <= 1e-9 * total

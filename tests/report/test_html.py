@@ -1,19 +1,17 @@
 """The HTML report: sections, the terminal's numbers, escaping, frontier, timeline, CLI.
 
-The run directories are written here with the real store (RunWriter), from real reasoning-gym
-items, and carry planted markup in model output and in the manifest.
+The run directories are written here with the real store (RunWriter, items.parquet), from real
+reasoning-gym items, and carry planted markup in model output and in the manifest.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import re
 import subprocess
 import sys
-from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,23 +19,39 @@ import pyarrow as pa
 import pytest
 
 from conftest import record
-from perwatt.analysis.metrics import EnergyTotals, summarize
-from perwatt.analysis.runs import summarize_run
+from perwatt.analysis.report_data import MAX_TIMELINE_POINTS, build_report_data, power_series
+from perwatt.analysis.summaries import summaries_of
+from perwatt.config import RunSpec
+from perwatt.endpoints.prompts import build_prompt
+from perwatt.energy.idle import IdleBaseline
+from perwatt.energy.sources import EnergySourceInfo
+from perwatt.energy.timeline import TimelineRow
+from perwatt.hardware import CpuInfo, HardwareInfo
+from perwatt.report.format import est
 from perwatt.report.html import (
-    MAX_TIMELINE_POINTS,
     RoutingChart,
     RoutingCurve,
     build_html_report,
-    idle_power_by_domain,
-    median_interval,
-    pareto_frontier,
     pick_samples,
-    power_series,
-    questions_for,
-    wilson_interval,
+    routing_charts,
     write_html_report,
 )
-from perwatt.store.rundir import POWER_SCHEMA, PowerRow, RunData, RunWriter, read_run
+from perwatt.store import (
+    POWER_SCHEMA,
+    AttributionInfo,
+    EnergyInfo,
+    EnergyTotals,
+    IdleInfo,
+    LoadInfo,
+    Manifest,
+    ModelInfo,
+    RunData,
+    RunWriter,
+    Segment,
+    ServerInfo,
+    SloInfo,
+    read_run,
+)
 from perwatt.workloads import load_workload
 
 SCRIPT_PLANT = "<script>window.__pwned=1</script>"
@@ -46,6 +60,11 @@ EVIL = f"Answer: 4 {SCRIPT_PLANT} {IMG_PLANT} </script><b>bold</b> & co"
 SHA = "ab" * 32
 ITEMS = 12
 IDLE_W = 2.0
+
+
+def report(runs, **kwargs) -> str:
+    """The page as `perwatt report --html` builds it."""
+    return build_html_report(build_report_data(runs, **kwargs))
 
 
 def make_run(
@@ -58,9 +77,11 @@ def make_run(
     accuracy_every: int = 3,
     busy_w: float = 9.0,
     evil: bool = True,
+    items_file: bool = True,
 ) -> Path:
-    """A finished run directory as `perwatt run` writes it: real items, a power timeline with an
-    idle window, attributed energy, a manifest with provenance, one error and one timeout."""
+    """A finished run directory as `perwatt run` writes it: real items (and items.parquet), a
+    power timeline with an idle window, attributed energy, a manifest with provenance, one
+    error and one timeout."""
     items = load_workload("reasoning-gym", limit=ITEMS, seed=0)
     t0, dt, duration = 2.2, 0.05, 0.4
     records = []
@@ -107,7 +128,7 @@ def make_run(
     power, energy, t = [], 0.0, 0.0
     while t <= end:
         busy = any(r.t_sent <= t <= r.t_done for r in records)
-        power.append(PowerRow(t, "cpu", energy, busy_w if busy else IDLE_W, "estimated:cputime"))
+        power.append(TimelineRow(t, "cpu", energy, busy_w if busy else IDLE_W, "estimated:cputime"))
         energy += (busy_w if busy else IDLE_W) * dt
         t += dt
     window_s = records[-1].t_done - records[0].t_sent
@@ -119,82 +140,89 @@ def make_run(
         window_s=window_s,
         window_j=busy_w * window_s,
         uncertainty="estimated, not measured: CPU time × 4 W per busy core",
+        band="×/÷2",
     )
-    load = {
-        "label": f"concurrency {concurrency}" if rate is None else f"poisson {rate:g}/s",
-        "mode": "closed-loop" if rate is None else "open-loop",
-        "concurrency": concurrency if rate is None else None,
-        "rate_per_s": rate,
-        "burstiness": None if rate is None else 1.0,
-        "slo": {"ttft_s": None, "e2e_s": 1.0},
-    }
-    manifest = {
-        "run_id": name,
-        "perwatt_version": "0.1.0",
-        "status": "complete",
-        "command_line": ["perwatt", "run", "--model", model],
-        "config": {
-            "workload": "reasoning-gym",
-            "limit": ITEMS,
-            "seed": 0,
-            "concurrency": concurrency,
-            "bootstrap_resamples": 200,
-        },
-        "model": {
-            "name": model,
-            "display_name": f"Tiny {IMG_PLANT}" if evil else "Tiny",
-            "quantization": "Q4_0",
-            "active_params": 1000,
-        },
-        "workload": "reasoning-gym",
-        "seed": 0,
-        "load": load,
-        "hardware": {
-            "cpu": {
-                "model": f"Test CPU {SCRIPT_PLANT}" if evil else "Test CPU",
-                "logical_cores": 2,
-            },
-            "accelerators": [],
-        },
-        "software": {"python": "3.11", "perwatt": "0.1.0"},
-        "energy": {
-            "label": "estimated:cputime",
-            "sources": [
-                {
-                    "domain": "cpu",
-                    "label": "estimated:cputime",
-                    "method": "CPU time of the server × 4 W per busy core",
-                }
-            ],
-            "sample_interval_s": dt,
-            "idle_baseline": {
-                "power_w": IDLE_W,
-                "segments": [
-                    {
-                        "t_start": 0.2,
-                        "t_end": 2.0,
-                        "power_w": {"cpu": IDLE_W},
-                        "spread_w": {"cpu": 0.01},
-                    }
-                ],
-            },
-            "totals": totals.__dict__,
-            "attribution": {"method": "equal share of each time slice"},
-            "anomalies": [{"kind": "gap", "detail": f"1 s without samples {IMG_PLANT}"}],
-        },
-        "segments": [{"server": {"model_file": "/models/tiny.gguf", "model_sha256": SHA}}],
-    }
-    summary = summarize(
-        records,
-        totals,
+    closed = rate is None
+    load = LoadInfo(
+        label=f"concurrency {concurrency}" if closed else f"poisson {rate:g}/s",
+        mode="closed-loop" if closed else "open-loop",
+        concurrency=concurrency if closed else None,
+        rate_per_s=rate,
+        burstiness=None if closed else 1.0,
+        slo=SloInfo(ttft_s=None, e2e_s=1.0),
+    )
+    idle = IdleBaseline(t_start=0.2, t_end=2.0, power_w={"cpu": IDLE_W}, spread_w={"cpu": 0.01})
+    source = EnergySourceInfo(
+        domain="cpu",
+        label="estimated:cputime",
+        method="CPU time of the server × 4 W per busy core",
+        scope="the server's process tree",
+        band="×/÷2",
+    )
+    manifest = Manifest(
         run_id=name,
-        model=model,
+        perwatt_version="0.1.0",
+        status="complete",
+        requests=len(records),
+        command_line=["perwatt", "run", "--model", model],
+        config=RunSpec(
+            models=(model,),
+            workload="reasoning-gym",
+            limit=ITEMS,
+            seed=0,
+            concurrency=concurrency,
+            bootstrap_resamples=200,
+            endpoint="http://127.0.0.1:1/v1",
+        ),
+        model=ModelInfo(
+            name=model,
+            display_name=f"Tiny {IMG_PLANT}" if evil else "Tiny",
+            quantization="Q4_0",
+            active_params=1000,
+        ),
         workload="reasoning-gym",
-        concurrency=concurrency,
-        resamples=200,
+        seed=0,
+        load=load,
+        hardware=HardwareInfo(
+            hostname="test",
+            os="Linux",
+            kernel="6.1",
+            memory_gib=24.0,
+            virtualized="none",
+            cpu=CpuInfo(
+                model=f"Test CPU {SCRIPT_PLANT}" if evil else "Test CPU",
+                vendor="GenuineIntel",
+                family="6",
+                model_number="143",
+                logical_cores=2,
+                physical_cores=1,
+                usable_cores=2,
+            ),
+        ),
+        software={"python": "3.11", "perwatt": "0.1.0"},
+        energy=EnergyInfo(
+            label="estimated:cputime",
+            sources=[source],
+            sample_interval_s=dt,
+            idle_baseline=IdleInfo(power_w=IDLE_W, segments=[idle]),
+            totals=totals,
+            attribution=AttributionInfo(method="equal share of each time slice"),
+            anomalies=[f"gap: 1 s without samples {IMG_PLANT}"],
+        ),
+        segments=[
+            Segment(
+                run_id=name,
+                started="2026-12-01T00:00:00Z",
+                t_start=0.0,
+                idle=idle,
+                server=ServerInfo(model_file="/models/tiny.gguf", model_sha256=SHA),
+            )
+        ],
     )
     writer = RunWriter(root / name)
-    writer.finalize(records, power, manifest, summary, complete=True)
+    if items_file:
+        writer.write_items(items, {i.item_id: build_prompt(i, "chat") for i in items})
+    writer.finalize(records, power, manifest, {}, complete=True)
     return root / name
 
 
@@ -209,7 +237,7 @@ def runs(tmp_path_factory) -> list[RunData]:
 
 @pytest.fixture(scope="module")
 def page(runs) -> str:
-    return build_html_report(runs)
+    return report(runs)
 
 
 class Tags(HTMLParser):
@@ -247,43 +275,40 @@ def parse(page: str) -> Tags:
 
 
 def test_every_section_is_there(page):
-    for section in ("leaderboard", "frontier", "domains", "power", "samples", "provenance"):
+    for section in (
+        "leaderboard",
+        "frontier",
+        "domains",
+        "routing",
+        "power",
+        "samples",
+        "provenance",
+    ):
         assert f'<section id="{section}">' in page
-    # No load sweep (one level per model) and no routing result given: those sections are left out.
-    assert 'id="load"' not in page and 'id="routing"' not in page
+    # One load level per model: no energy-vs-load section.
+    assert 'id="load"' not in page
 
 
 def test_leaderboard_shows_the_terminal_numbers_with_intervals_and_labels(runs, page):
-    for run in runs:
-        s = summarize_run(run)
-        for est, scale in (
+    for s in summaries_of(runs):
+        for e, scale in (
             (s.accuracy, 100),
             (s.energy_per_query_j, 1),
             (s.joules_per_correct, 1),
             (s.correct_per_kj, 1),
             (s.ipw, 1),
-            (s.avg_power_w, 1),
         ):
-            assert est.low is not None and est.high is not None
-            assert f'<span class="v">{est.value * scale:.3g}</span>' in page
-            interval = f"[{est.low * scale:.3g}–{est.high * scale:.3g}]"
-            assert f'<span class="ci">{interval}</span>' in page
+            text = est(e, scale=scale)
+            assert text.interval is not None
+            assert f'<span class="v">{text.value}</span>' in page
+            assert f">{text.interval}</span>" in page
     # Best correct answers per kJ first, as in the terminal.
-    order = sorted(runs, key=lambda r: -(summarize_run(r).correct_per_kj.value or 0))
+    order = sorted(summaries_of(runs), key=lambda s: -(s.correct_per_kj.value or 0))
     board = page[page.index('id="leaderboard"') : page.index('id="frontier"')]
     assert board.index(order[0].run_id) < board.index(order[1].run_id)
+    # Every row says its energy is estimated, with the estimate's band.
     assert board.count('class="badge estimated"') == 2
-
-
-def test_latency_interval_is_the_summary_median_with_a_bootstrap_interval(runs):
-    run = runs[0]
-    completed = [r.e2e_s for r in run.records() if r.status in ("ok", "truncated")]
-    est = median_interval(completed, resamples=200, seed=0)
-    assert est.value == summarize_run(run).e2e_p50_s
-    assert est.low is not None and est.high is not None and est.low <= est.value <= est.high
-    spread = median_interval([1.0, 2.0, 3.0, 10.0, 11.0, 12.0], resamples=500, seed=1)
-    assert spread.low < spread.value < spread.high
-    assert median_interval([], resamples=10, seed=0).value is None
+    assert board.count("×/÷2") == 2
 
 
 def test_provenance_shows_hardware_model_hash_energy_method_and_anomalies(page):
@@ -295,7 +320,6 @@ def test_provenance_shows_hardware_model_hash_energy_method_and_anomalies(page):
         "equal share of each time slice",
         "1 s without samples",
         "Q4_0",
-        "cpu model",
         "Test CPU",
         "perwatt run --model tiny-a",
     ):
@@ -330,7 +354,6 @@ def test_chart_json_cannot_close_its_script_and_parses(page):
         figure = json.loads(body)
         assert figure["data"], attrs
         assert f'id="{attrs["data-figure"]}"' in page
-    # The planted text is in the chart data too (domain names, labels), decoded intact.
     assert any("tiny-a" in body for _, body in blocks)
 
 
@@ -345,26 +368,14 @@ def test_csp_allows_exactly_the_page_scripts_and_no_network(page):
         assert f"'sha256-{digest}'" in csp
 
 
-def test_pareto_frontier():
-    points = [(10.0, 0.5), (5.0, 0.4), (20.0, 0.9), (12.0, 0.45), (5.0, 0.3), (25.0, 0.9)]
-    assert pareto_frontier(points) == [1, 0, 2]
-    assert pareto_frontier([]) == []
-    assert pareto_frontier([(1.0, 0.0)]) == [0]
-
-
-def test_wilson_interval():
-    low, high = wilson_interval(5, 10)
-    assert low == pytest.approx(0.2366, abs=1e-3) and high == pytest.approx(0.7634, abs=1e-3)
-    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
-    assert wilson_interval(0, 0) == (0.0, 1.0)
-
-
-def _power_run(rows: list[dict]) -> RunData:
+def _power_run(rows: list[dict], runs) -> RunData:
     table = pa.Table.from_pylist(rows, schema=POWER_SCHEMA)
-    return RunData(path=Path("x"), manifest={}, requests=pa.table({}), power=table)
+    return RunData(
+        path=Path("x"), manifest=runs[0].manifest, requests=runs[0].requests, power=table
+    )
 
 
-def test_power_series_resamples_long_runs_keeping_their_energy():
+def test_power_series_resamples_long_runs_keeping_their_energy(runs):
     n = 3 * MAX_TIMELINE_POINTS + 7
     rows, energy = [], 0.0
     for i in range(n):
@@ -378,7 +389,7 @@ def test_power_series_resamples_long_runs_keeping_their_energy():
             }
         )
         energy += (100.0 if (i // 40) % 2 else 30.0) * 0.05
-    (series,) = power_series(_power_run(rows))
+    (series,) = power_series(_power_run(rows, runs))
     assert series.domain == "gpu0" and series.source == "measured:nvml"
     assert len(series.t) <= MAX_TIMELINE_POINTS
     steps = zip(series.t, series.t[1:], series.power_w[1:], strict=False)
@@ -387,33 +398,14 @@ def test_power_series_resamples_long_runs_keeping_their_energy():
     assert max(p for p in series.power_w if p is not None) <= 100.0 + 1e-9
 
 
-def test_power_series_draws_a_counter_reset_as_a_gap():
+def test_power_series_draws_a_counter_reset_as_a_gap(runs):
     energies = [0.0, 1.0, 2.0, 0.5, 1.5]
     rows = [
         {"t": float(i), "domain": "cpu", "energy_j": e, "power_w": None, "source": "x"}
         for i, e in enumerate(energies)
     ]
-    (series,) = power_series(_power_run(rows))
+    (series,) = power_series(_power_run(rows, runs))
     assert series.power_w == [None, 1.0, 1.0, None, 1.0]
-
-
-def test_power_series_uses_recorded_power_when_there_is_no_energy():
-    rows = [
-        {"t": float(i), "domain": "pkg", "energy_j": None, "power_w": 5.0 + i, "source": "x"}
-        for i in range(4)
-    ]
-    (series,) = power_series(_power_run(rows))
-    assert series.power_w == [5.0, 6.0, 7.0, 8.0]
-
-
-def test_idle_baseline_per_domain():
-    seg = {"power_w": {"cpu": 2.0, "dram": 0.5}}
-    assert idle_power_by_domain({"energy": {"idle_baseline": {"segments": [seg]}}}) == {
-        "cpu": 2.0,
-        "dram": 0.5,
-    }
-    total_only = {"energy": {"idle_baseline": {"power_w": 3.0}, "sources": [{"domain": "gpu0"}]}}
-    assert idle_power_by_domain(total_only) == {"gpu0": 3.0}
 
 
 def test_power_timeline_draws_idle_baseline_and_request_spans(page):
@@ -429,12 +421,12 @@ def test_power_timeline_draws_idle_baseline_and_request_spans(page):
     assert sum(x is None for x in spans["x"]) == 2  # one rectangle per failed request
 
 
-def test_samples_show_question_reference_and_answer_and_count_failures(runs, page):
+def test_samples_show_the_stored_question_reference_and_answer_and_count_failures(runs, page):
     records = runs[0].records()
     picked = pick_samples(records)
     assert [r.correct for r in picked].count(True) == 2
     assert any(r.status != "ok" for r in picked)  # a failure is among the incorrect ones
-    questions = questions_for(runs[0])
+    questions = {i.item_id: i.question for i in runs[0].items()}
     assert len(questions) == ITEMS
     shown = picked[0]
     assert shown.item_id in page
@@ -444,36 +436,25 @@ def test_samples_show_question_reference_and_answer_and_count_failures(runs, pag
     assert "(counted incorrect)" in samples
 
 
-def test_questions_are_not_shown_when_the_workload_no_longer_matches(runs, monkeypatch):
-    run = runs[0]
-    changed = run.requests.set_column(
-        run.requests.schema.get_field_index("reference"),
-        "reference",
-        pa.array(["something else"] * run.requests.num_rows),
-    )
-    assert questions_for(replace(run, requests=changed)) == {}
-    unknown = {**run.manifest, "workload": "reasoning-gym:no_such_task"}
-    assert questions_for(replace(run, manifest=unknown)) == {}
-
-    # A hub dataset without its local file is never loaded: that would be a download.
+def test_a_run_without_items_parquet_says_so_and_loads_no_workload(tmp_path, monkeypatch):
+    run = read_run(make_run(tmp_path, "old", evil=False, items_file=False))
     import perwatt.workloads
 
-    def no_download(*args, **kwargs):
-        raise AssertionError("the report tried to load a hub dataset")
+    def no_load(*args, **kwargs):
+        raise AssertionError("the report loaded a workload: questions come from items.parquet")
 
-    monkeypatch.setattr(perwatt.workloads, "load_workload", no_download)
-    hub = {**run.manifest, "workload": "gsm8k"}
-    assert questions_for(replace(run, manifest=hub)) == {}
-    gone = {**run.manifest, "config": {**run.manifest["config"], "data_file": "/nonexistent"}}
-    assert questions_for(replace(run, manifest=gone)) == {}
+    monkeypatch.setattr(perwatt.workloads, "load_workload", no_load)
+    page = report([run])
+    samples = page[page.index('id="samples"') : page.index('id="provenance"')]
+    assert "not stored in the run" in samples
 
 
 def test_load_sweep_section_appears_with_several_levels(tmp_path):
     runs = [read_run(make_run(tmp_path, f"c{c}", concurrency=c, evil=False)) for c in (1, 2, 4)]
     runs.append(read_run(make_run(tmp_path, "other", model="tiny-b", evil=False)))
-    page = build_html_report(runs)
+    page = report(runs)
     assert '<section id="load">' in page
-    load = page[page.index('id="load"') : page.index('id="power"')]
+    load = page[page.index('id="load"') : page.index('id="routing"')]
     (block,) = re.findall(r'data-figure="[^"]+">(.*?)</script>', load)
     figure = json.loads(block)
     first = figure["data"][0]
@@ -486,14 +467,14 @@ def test_load_sweep_section_appears_with_several_levels(tmp_path):
 
 def test_open_loop_rates_get_their_own_axis(tmp_path):
     runs = [read_run(make_run(tmp_path, f"r{r}", rate=r, evil=False)) for r in (1.0, 3.0)]
-    page = build_html_report(runs)
+    page = report(runs)
     load = page[page.index('id="load"') : page.index('id="power"')]
     figure = json.loads(re.findall(r'data-figure="[^"]+">(.*?)</script>', load)[0])
     assert figure["layout"]["xaxis"]["title"]["text"] == "offered rate, requests/s"
     assert figure["data"][0]["x"] == [1.0, 3.0]
 
 
-def test_routing_charts_are_drawn_when_given(runs):
+def test_routing_chart_markup_from_data_is_escaped(runs):
     chart = RoutingChart(
         title="Oracle and α-accurate routing",
         x_title="router accuracy α",
@@ -512,33 +493,32 @@ def test_routing_charts_are_drawn_when_given(runs):
         reference_y=7.5,
         caption="Savings against sending every query to the reference model.",
     )
-    page = build_html_report(runs, routing=[chart])
-    routing = page[page.index('<section id="routing">') : page.index('id="power"')]
-    assert "Savings against sending every query" in routing
-    figure = json.loads(re.findall(r'data-figure="[^"]+">(.*?)</script>', routing)[0])
+    from perwatt.report.html import routing_figure
+
+    figure = json.loads(routing_figure(chart).to_json())
     names = [t["name"] for t in figure["data"]]
-    assert names == ["oracle", "learned &lt;script&gt;window.__pwned=1&lt;/script&gt;"]
+    assert names[:2] == ["oracle", "learned &lt;script&gt;window.__pwned=1&lt;/script&gt;"]
     assert figure["data"][1]["error_y"]["array"] == pytest.approx([1.0, 0.5, 0.5])
-    assert SCRIPT_PLANT not in page
 
 
 def test_no_runs_is_a_clear_error():
     from perwatt.errors import PerwattError
 
     with pytest.raises(PerwattError, match="at least one run"):
-        build_html_report([])
+        build_report_data([])
 
 
 def test_write_is_atomic_and_refuses_a_missing_folder(runs, tmp_path):
     from perwatt.errors import PerwattError
 
-    out = write_html_report(runs, tmp_path / "report.html")
+    data = build_report_data(runs)
+    out = write_html_report(data, tmp_path / "report.html")
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
     with pytest.raises(PerwattError, match="does not exist"):
-        write_html_report(runs, tmp_path / "missing" / "report.html")
+        write_html_report(data, tmp_path / "missing" / "report.html")
     with pytest.raises(PerwattError, match="is a directory"):
-        write_html_report(runs, tmp_path)
+        write_html_report(data, tmp_path)
 
 
 def test_cli_report_html_writes_the_file_and_prints_its_path(runs, tmp_path):
@@ -556,9 +536,7 @@ def test_cli_report_html_writes_the_file_and_prints_its_path(runs, tmp_path):
     assert f"HTML report: {out}" in result.stdout.replace("\n", "")
     page = out.read_text()
     assert "run-a" in page and "run-b" in page
-    # Two models that answered the same items: the routing curves are drawn.
-    routing_available = importlib.util.find_spec("perwatt.analysis.routing") is not None
-    assert ('<section id="routing">' in page) == routing_available
+    assert '<section id="routing">' in page  # two models answered the same items
 
     bad = subprocess.run(
         [
@@ -579,15 +557,37 @@ def test_cli_report_html_writes_the_file_and_prints_its_path(runs, tmp_path):
     assert "perwatt leaderboard" not in bad.stdout  # the error comes before any output
 
 
-def test_routing_curves_come_from_the_routing_analysis_when_two_models_share_items(tmp_path):
-    pytest.importorskip("perwatt.analysis.routing")
-    from perwatt.report.html import routing_from_runs
+def test_cli_report_html_without_plotly_names_the_extra(runs, tmp_path):
+    # A Python that cannot import plotly: the literal install command, exit 2, no file.
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "plotly").mkdir()
+    (blocker / "plotly" / "__init__.py").write_text("raise ImportError('no plotly here')\n")
+    code = (
+        "import sys, importlib.util; sys.modules['plotly'] = None; "
+        "importlib.util.find_spec = lambda name, *a: None if name == 'plotly' else "
+        "__import__('importlib.machinery').machinery.PathFinder.find_spec(name); "
+        "from perwatt.cli import main; sys.exit(main())"
+    )
+    out = tmp_path / "r.html"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "report", str(runs[0].path), "--html", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'perwatt[html]'" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
 
+
+def test_routing_curves_come_from_the_routing_analysis_when_two_models_share_items(tmp_path):
     a1 = read_run(make_run(tmp_path, "a1", model="tiny-a", accuracy_every=2, evil=False))
     a4 = read_run(make_run(tmp_path, "a4", model="tiny-a", concurrency=4, evil=False))
     b = read_run(make_run(tmp_path, "b", model="tiny-b", accuracy_every=3, busy_w=12.0))
-    charts, why_not = routing_from_runs([a4, a1, b])
-    assert why_not == ""
+    data = build_report_data([a4, a1, b])
+    assert data.routing is not None and data.routing_left_out == ""
+    charts = routing_charts(data.routing)
     assert [c.title.split(" ")[0] for c in charts] == ["Accuracy", "Energy", "Energy"]
     accuracy, energy, alpha = charts
     assert [c.name for c in accuracy.curves][:2] == ["oracle", "random"]
@@ -603,28 +603,22 @@ def test_routing_curves_come_from_the_routing_analysis_when_two_models_share_ite
     assert all(
         lo <= y <= hi
         for lo, y, hi in zip(
-            *(alpha.curves[0].y_low, alpha.curves[0].y, alpha.curves[0].y_high), strict=True
+            alpha.curves[0].y_low, alpha.curves[0].y, alpha.curves[0].y_high, strict=True
         )
     )
-    page = build_html_report([a1, b], routing=charts)
-    assert '<section id="routing">' in page
+    assert '<section id="routing">' in build_html_report(data)
 
-    charts, why_not = routing_from_runs([a1, a4])
-    assert charts == [] and "two or more models" in why_not
+    one_model = build_report_data([a1, a4])
+    assert one_model.routing is None and "two or more models" in one_model.routing_left_out
+    assert '<section id="routing">' not in build_html_report(one_model)
 
 
-def test_a_folder_of_runs_stands_for_the_runs_inside_it(tmp_path):
-    from perwatt.cli.report import expand_run_dirs
-
-    for rel in ("sweep/c1", "sweep/c2", "single", "multi/tiny-a", ".partial-ish/x"):
-        (tmp_path / rel).mkdir(parents=True)
-        (tmp_path / rel / "manifest.json").write_text("{}")
-    found = expand_run_dirs([tmp_path])
-    assert found == sorted(
-        tmp_path / rel for rel in ("multi/tiny-a", "single", "sweep/c1", "sweep/c2")
-    )
-    # A run named twice is reported once; a run directory is itself, not searched.
-    assert expand_run_dirs([tmp_path / "single", tmp_path / "single"]) == [tmp_path / "single"]
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert expand_run_dirs([empty]) == [empty]  # reading it gives the usual clear error
+def test_a_run_without_an_idle_baseline_is_reported(runs):
+    # --idle-seconds 0: the attempt's idle baseline is null in the manifest.
+    run = runs[0]
+    energy = run.manifest.energy
+    bare = energy.model_copy(update={"idle_baseline": energy.idle_baseline.model_copy(
+        update={"segments": [None], "power_w": 0.0})})  # fmt: skip
+    page = report([RunData(run.path, run.manifest.model_copy(update={"energy": bare}),
+                           run.requests, run.power)], routing=False)  # fmt: skip
+    assert '<section id="provenance">' in page

@@ -63,6 +63,7 @@ class Side:
     path: str
     model: str
     energy_label: str
+    energy_band: str
     items_answered: int
     accuracy: float
     energy_per_query_j: float
@@ -317,6 +318,7 @@ def _side(run: RunData, answered: int, correct: float, energy: float, n: int) ->
         path=str(run.path),
         model=run.model,
         energy_label=run.manifest.energy.label,
+        energy_band=run.manifest.energy.totals.band,
         items_answered=answered,
         accuracy=correct / n,
         energy_per_query_j=energy / n,

@@ -17,14 +17,24 @@ latency L_i:
 - IPW = accuracy / average power; beside it the reference harness's reading, accuracy over the
   mean per-query power mean(E_i/L_i);
 - latency percentiles over completed requests: TTFT, end-to-end, TPOT (vLLM's definition:
-  (t_done − t_first_token) / (completion_tokens − 1)) and inter-token gaps; send lag p99.
+  (t_done − t_first_token) / (completion_tokens − 1)) and inter-token gaps; send lag p99;
+- per token: J/output token ΣE/Σtokens_out, J/token ΣE/Σ(prompt + completion tokens);
+- by phase (the attribution splits E_i at the first token, prefill + decode = E_i exactly):
+  prefill and decode J/query, prefill's share ΣE_pre/ΣE, phase power ΣE_pre/ΣT_pre and
+  ΣE_dec/ΣT_dec (T_pre = TTFT, T_dec = L − TTFT);
+- the steady-state window (`steady_window`: ML.ENERGY's, every slot busy): metered energy over
+  output tokens produced in it, its average power and tokens/s, with a block bootstrap;
+- mean batch size: the server's requests-running gauge (its /metrics), time-averaged over the
+  workload window (`mean_batch_size`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +62,17 @@ from perwatt.store import EnergyTotals
 
 # Bumped whenever a figure's definition changes: a summary.json written by another version is
 # then computed again rather than trusted.
-KERNEL_VERSION = 2
+KERNEL_VERSION = 4
+# The workload and steady-state windows are cut into blocks of about BLOCK_S seconds (at most
+# MAX_BLOCKS) for the block bootstrap under concurrency; the runner records their energy.
+BLOCK_S = 1.0
+MAX_BLOCKS = 50
+# An open-loop run has no slots to fill: its steady state is its window less this share at
+# each end.
+STEADY_TRIM = 0.1
+
+
+UNDEFINED = Estimate(None)  # a figure a run does not define (a RunSummary field's default)
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,9 @@ class RunContext:
     concurrency: int | None = 1  # None: open loop
     load: str = ""
     slo: Slo = field(default_factory=Slo)
+    # The server's own mean batch size over the workload window (`mean_batch_size`, from
+    # server_metrics.parquet); None where the endpoint exposes no /metrics.
+    mean_batch_size: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +161,34 @@ class RunSummary:
     idle_power_w: float
     energy_uncertainty: str = ""
     energy_band: str = ""
+    # How far the energy figures can be trusted: the share of request time the energy samples
+    # cover, and what a reader must be told (a busy machine, requests outside the timeline).
+    energy_coverage: float | None = None
+    # Attempts that were retried (--retries; their energy is in their item's last attempt) and
+    # HTTP 429 responses (rate limited), counted apart from errors.
+    n_retried: int = 0
+    n_rate_limited: int = 0
+    energy_warnings: list[str] = field(default_factory=list)
+    # Per token and by phase (docs/metrics.md, "Tokens and phases"). Prefill: sent → first
+    # token; decode: first token → done; prefill + decode = the request's energy, exactly.
+    j_per_output_token: Estimate = UNDEFINED
+    j_per_total_token: Estimate = UNDEFINED  # prompt + completion tokens
+    prefill_energy_per_query_j: Estimate = UNDEFINED
+    decode_energy_per_query_j: Estimate = UNDEFINED
+    prefill_energy_share: Estimate = UNDEFINED  # Σ prefill / Σ energy
+    prefill_power_w: Estimate = UNDEFINED  # Σ prefill J / Σ prefill s (per request)
+    decode_power_w: Estimate = UNDEFINED
+    # The steady-state window (docs/metrics.md, "Steady state"): how it was found or why none.
+    steady_window: str = ""
+    steady_start_s: float | None = None
+    steady_end_s: float | None = None
+    steady_power_w: Estimate = UNDEFINED
+    steady_j_per_output_token: Estimate = UNDEFINED
+    steady_energy_per_query_j: Estimate = UNDEFINED  # J/token × output tokens per query
+    steady_tokens_per_s: float | None = None
+    # Requests the server ran at once (its /metrics), time-averaged over the workload window;
+    # None where the endpoint exposes no /metrics (docs/metrics.md, "Server-side batch size").
+    mean_batch_size: float | None = None
     domains: list[DomainSummary] = field(default_factory=list)
     bootstrap: str = ""
     kernel_version: int = KERNEL_VERSION
@@ -172,8 +223,14 @@ def latency(
 
 
 def inter_token_gaps(chunk_times: Sequence[float]) -> list[float]:
-    """Gaps between consecutive streamed chunks (inter-token latency), in seconds."""
-    return np.diff(np.asarray(chunk_times, dtype=float)).tolist() if len(chunk_times) > 1 else []
+    """Gaps between consecutive streamed chunks (inter-token latency), in seconds (plain Python:
+    called once per request, where numpy's call overhead would outweigh a few subtractions)."""
+    return [b - a for a, b in itertools.pairwise(chunk_times)]
+
+
+def correct_per_kj(correct: float, energy_j: float) -> float | None:
+    """Intelligence per joule as a point figure: 1000 · Σc / ΣE (None with no energy)."""
+    return correct / energy_j * 1000 if energy_j else None
 
 
 def percentiles(x: np.ndarray, qs: Sequence[float]) -> list[float | None]:
@@ -211,6 +268,95 @@ def wilson_interval(k: float, n: int, z: float = 1.959964) -> tuple[float, float
     return (low, high)
 
 
+def time_blocks(t0: float, t1: float) -> np.ndarray:
+    """Edges cutting [t0, t1] into equal blocks of about BLOCK_S seconds (at most MAX_BLOCKS);
+    empty when the window is shorter than one block."""
+    count = min(MAX_BLOCKS, int((t1 - t0) / BLOCK_S)) if t1 > t0 else 0
+    return np.linspace(t0, t1, count + 1) if count >= 1 else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class SteadyWindow:
+    """A run's steady-state window on its clock (None: there is none) and how it was found."""
+
+    start_s: float | None
+    end_s: float | None
+    rule: str
+
+
+def steady_window(
+    t_sent: Sequence[float] | np.ndarray,
+    t_done: Sequence[float] | np.ndarray,
+    concurrency: int | None,
+) -> SteadyWindow:
+    """The steady state of a run (ML.ENERGY's): under a closed loop of N concurrent requests,
+    from when the N-th request first went in flight (the last slot filled) to when, for the
+    last time, fewer than N were (the first slot emptied at the end, as the queue drained).
+    Ramp-up and ramp-down are outside it; a dip between one request's end and its worker's next
+    send inside it stays in. With N = 1 it is the whole workload window. An open-loop run has
+    no slots: its window trimmed by STEADY_TRIM at each end. None when N were never in flight
+    at once (fewer requests than slots, or errors that ended them early)."""
+    sent = np.asarray(t_sent, dtype=float)
+    done = np.asarray(t_done, dtype=float)
+    if sent.size == 0:
+        return SteadyWindow(None, None, "no requests")
+    first, last = float(sent.min()), float(done.max())
+    if concurrency is None:
+        trim = STEADY_TRIM * (last - first)
+        if last <= first:
+            return SteadyWindow(None, None, "an empty workload window")
+        rule = f"open loop: the workload window less {STEADY_TRIM:.0%} at each end"
+        return SteadyWindow(first + trim, last - trim, rule)
+    times = np.concatenate([sent, done])
+    step = np.concatenate([np.ones(sent.size), -np.ones(done.size)])
+    order = np.lexsort((step, times))  # at one instant, ends before starts
+    in_flight = np.cumsum(step[order])
+    full = np.flatnonzero(in_flight >= concurrency)
+    if full.size == 0:
+        return SteadyWindow(None, None, f"never {concurrency} requests in flight at once")
+    start, end = float(times[order][full[0]]), float(times[order][full[-1] + 1])
+    if end <= start:
+        return SteadyWindow(None, None, f"{concurrency} requests in flight for no time")
+    if concurrency == 1:
+        return SteadyWindow(start, end, "one request at a time: the whole workload window")
+    rule = f"all {concurrency} slots busy: last slot filled → first slot emptied at the end"
+    return SteadyWindow(start, end, rule)
+
+
+def mean_batch_size(
+    t: Sequence[float] | np.ndarray,
+    running: Sequence[float | None] | np.ndarray,
+    t_sent: Sequence[float] | np.ndarray,
+    t_done: Sequence[float] | np.ndarray,
+) -> float | None:
+    """The server's mean batch size: its requests-running gauge (sampled at times `t`) averaged
+    over the workload window (first request sent → last done), each sample holding until the
+    next and the one before the window giving its value at the start. None without a sample
+    inside the window (no /metrics, or a scraper that stopped)."""
+    sent = np.asarray(t_sent, dtype=float)
+    done = np.asarray(t_done, dtype=float)
+    if sent.size == 0:
+        return None
+    start, end = float(np.nanmin(sent)), float(np.nanmax(done))
+    times = np.asarray(t, dtype=float)
+    values = np.asarray([np.nan if v is None else v for v in running], dtype=float)
+    keep = ~np.isnan(values) & ~np.isnan(times) & (times <= end)
+    times, values = times[keep], values[keep]
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    inside = times >= start
+    if not inside.any():
+        return None
+    first = int(np.argmax(inside))
+    lead = first - 1 if first > 0 else 0  # the last sample before the window, if any
+    times, values = np.maximum(times[lead:], start), values[lead:]
+    durations = np.diff(np.append(times, end))
+    total = float(durations.sum())
+    if total <= 0:
+        return float(values[times >= start].mean())
+    return float((values * durations).sum() / total)
+
+
 def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the (cost, accuracy) points no other point beats — none has lower-or-equal
     cost and higher-or-equal accuracy with one of them strictly better — sorted by cost."""
@@ -237,9 +383,14 @@ class _Boot:
     e_net: np.ndarray
     lat: np.ndarray
     p: np.ndarray
+    tok: np.ndarray  # completion tokens
+    tok_p: np.ndarray  # prompt tokens (missing as 0)
+    e_pre: np.ndarray  # prefill energy
+    s_pre: np.ndarray  # prefill seconds
 
 
-_PER_RUN = 6  # columns per run in the joint bootstrap: answered, c, e, e_net, lat, p
+# Columns per run in the joint bootstrap: answered, c, e, e_net, lat, p, tok, tok_p, e_pre, s_pre
+_PER_RUN = 10
 
 
 def summarize(
@@ -259,7 +410,8 @@ def summarize(
         raise ValueError("one RunContext per run")
     m = matrix or item_matrix(cols)
     answered = m.answered.astype(np.float64)
-    blocks = [answered, m.correct, m.energy_j, m.energy_net_j, m.e2e_s, m.power_w]
+    blocks = [answered, m.correct, m.energy_j, m.energy_net_j, m.e2e_s, m.power_w,
+              m.completion_tokens, m.prompt_tokens, m.prefill_energy_j, m.prefill_s]  # fmt: skip
     if extra_columns is not None:
         blocks.append(np.asarray(extra_columns).reshape(len(cols.items), -1))
     sums = bootstrap_sums(blocks, resamples, seed) if len(cols.items) and resamples else None
@@ -311,7 +463,7 @@ def _summarize_run(
     e_query = est(e_sum / n if n else None, b and ratio(b.e, b.n))
     e_net_query = est(e_net_sum / n if n else None, b and ratio(b.e_net, b.n))
     j_correct = est(e_sum / c_sum if c_sum else None, b and ratio(b.e, b.c), few)
-    ipj = est(c_sum / e_sum * 1000 if e_sum else None, b and ratio(b.c, b.e) * 1000)
+    ipj = est(correct_per_kj(c_sum, e_sum), b and ratio(b.c, b.e) * 1000)
     per_query_power = est(p_mean, b and ratio(b.p, b.n))
     acc_boot = None if b is None else ratio(b.c, b.n)
     ipw_per_query = est(
@@ -328,6 +480,12 @@ def _summarize_run(
         )
     else:
         power, ipw = _window_power(ctx.energy, accuracy.value, acc_boot, resamples, seed)
+    tokens_per_query = (
+        None if b is None else ratio(b.tok, b.n),
+        float(m.completion_tokens[asked, j].sum()) / n if n else None,
+    )
+    per_token = _per_token_and_phase(m, j, asked, b, est)
+    steady = _steady_state(cols, rows, ctx, tokens_per_query, resamples, seed)
 
     status = cols.status[rows]
     counts = np.bincount(status, minlength=len(STATUSES)) if rows.size else np.zeros(4, int)
@@ -363,6 +521,8 @@ def _summarize_run(
         n_error=int(counts[STATUS_ERROR]),
         n_timeout=int(counts[STATUS_TIMEOUT]),
         n_truncated=int(counts[STATUS_TRUNCATED]),
+        n_retried=0 if cols.retried is None else int(cols.retried[j]),
+        n_rate_limited=0 if cols.rate_limited is None else int(cols.rate_limited[j]),
         accuracy=accuracy,
         energy_per_query_j=e_query,
         net_energy_per_query_j=e_net_query,
@@ -397,6 +557,11 @@ def _summarize_run(
         idle_power_w=ctx.energy.idle_power_w,
         energy_uncertainty=ctx.energy.uncertainty,
         energy_band=ctx.energy.band,
+        energy_coverage=ctx.energy.coverage,
+        energy_warnings=list(ctx.energy.warnings),
+        **per_token,
+        **steady,
+        mean_batch_size=ctx.mean_batch_size,
         domains=_domains(cols, m, j),
         bootstrap=f"95% paired bootstrap over items, {resamples} resamples, seed {seed}",
     )
@@ -422,6 +587,107 @@ def _window_power(
     return estimate(p_point, p_boot), estimate(ipw_point, ratio(acc_boot, p_boot))
 
 
+def _per_token_and_phase(
+    m: ItemMatrix, j: int, asked: np.ndarray, b: _Boot | None, est: Any
+) -> dict[str, Estimate]:
+    """J per output token and per token, and the energy's split into prefill and decode."""
+    n = int(asked.sum())
+    e_sum = float(m.energy_j[asked, j].sum())
+    tok = float(m.completion_tokens[asked, j].sum())
+    tok_p = float(m.prompt_tokens[asked, j].sum())
+    pre = float(m.prefill_energy_j[asked, j].sum())
+    s_pre = float(m.prefill_s[asked, j].sum())
+    s_all = float(m.e2e_s[asked, j].sum())
+    out: dict[str, Estimate] = {
+        "j_per_output_token": est(e_sum / tok if tok else None, b and ratio(b.e, b.tok)),
+    }
+    no_prompt = int(m.prompt_missing[asked, j].sum())
+    if no_prompt:
+        why = f"prompt_tokens missing on {no_prompt} requests (the endpoint reported no usage)"
+        out["j_per_total_token"] = Estimate(None, why=why)
+    else:
+        out["j_per_total_token"] = est(e_sum / (tok + tok_p) if tok + tok_p else None,
+                                       b and ratio(b.e, b.tok + b.tok_p))  # fmt: skip
+    phases = ("prefill_energy_per_query_j", "decode_energy_per_query_j", "prefill_energy_share",
+              "prefill_power_w", "decode_power_w")  # fmt: skip
+    unsplit = int(m.prefill_missing[asked, j].sum())
+    if unsplit or not n:
+        why = f"energy not split into prefill and decode on {unsplit} requests" if unsplit else ""
+        return out | {name: Estimate(None, why=why) for name in phases}
+    dec, s_dec = e_sum - pre, s_all - s_pre
+    return out | {
+        "prefill_energy_per_query_j": est(pre / n, b and ratio(b.e_pre, b.n)),
+        "decode_energy_per_query_j": est(dec / n, b and ratio(b.e - b.e_pre, b.n)),
+        "prefill_energy_share": est(pre / e_sum if e_sum else None, b and ratio(b.e_pre, b.e)),
+        "prefill_power_w": est(pre / s_pre if s_pre > 0 else None, b and ratio(b.e_pre, b.s_pre)),
+        "decode_power_w": est(
+            dec / s_dec if s_dec > 0 else None, b and ratio(b.e - b.e_pre, b.lat - b.s_pre)
+        ),
+    }
+
+
+def _tokens_by(cols: RequestColumns, rows: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Output tokens produced before each of `edges`: each request's completion tokens spread
+    evenly over its decode (first token → done; at the first token when that takes no time)."""
+    first, done = cols.t_first_token[rows], cols.t_done[rows]
+    tokens = nz(cols.completion_tokens[rows])
+    keep = ~np.isnan(first) & (tokens > 0)
+    first, done, tokens = first[keep], done[keep], tokens[keep]
+    span = done - first
+    instant = span <= 0
+    safe = np.where(instant, 1.0, span)
+    out = np.empty(len(edges))
+    for k, edge in enumerate(edges):  # at most MAX_BLOCKS + 1 edges; O(requests) memory
+        share = np.where(instant, (edge >= first).astype(float), (edge - first) / safe)
+        out[k] = float(tokens @ np.clip(share, 0.0, 1.0))
+    return out
+
+
+def _steady_state(
+    cols: RequestColumns,
+    rows: np.ndarray,
+    ctx: RunContext,
+    tokens_per_query: tuple[np.ndarray | None, float | None],
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The steady-state window's figures: its metered energy (recorded by the runner over the
+    window `steady_window` gives) over the output tokens produced in it, its power and tokens/s;
+    intervals from a block bootstrap over its time blocks (joules and tokens resampled
+    together). J/query there is J/token × the run's output tokens per query (ML.ENERGY's)."""
+    found = steady_window(cols.t_sent[rows], cols.t_done[rows], ctx.concurrency)
+    energy = ctx.energy
+    out: dict[str, Any] = {"steady_window": found.rule}
+    if energy.steady_j is None or energy.steady_start_s is None or energy.steady_end_s is None:
+        if found.start_s is not None:
+            out["steady_window"] = "not recorded (a run written before perwatt recorded it)"
+        return out
+    t0, t1 = energy.steady_start_s, energy.steady_end_s
+    seconds = t1 - t0
+    tokens = float(np.diff(_tokens_by(cols, rows, np.array([t0, t1])))[0])
+    boot_blocks = np.asarray(energy.steady_blocks, dtype=float).reshape(-1, 2)
+    j_token = energy.steady_j / tokens if tokens else None
+    boot_tq, tq = tokens_per_query
+    j_query = j_token * tq if j_token is not None and tq is not None else None
+    out |= {"steady_start_s": t0, "steady_end_s": t1,
+            "steady_tokens_per_s": tokens / seconds if seconds > 0 else None}  # fmt: skip
+    power = energy.steady_j / seconds if seconds > 0 else None
+    if len(boot_blocks) < 5 or boot_tq is None:
+        why = "too few time blocks for a block bootstrap"
+        return out | {"steady_power_w": Estimate(power, why=why),
+                      "steady_j_per_output_token": Estimate(j_token, why=why),
+                      "steady_energy_per_query_j": Estimate(j_query, why=why)}  # fmt: skip
+    edges = t0 + np.concatenate([[0.0], np.cumsum(boot_blocks[:, 0])])
+    block_tokens = np.diff(_tokens_by(cols, rows, edges))
+    sums = block_resample_sums(np.column_stack([boot_blocks, block_tokens]), resamples, seed + 2)
+    tok_boot = ratio(sums[:, 1], sums[:, 2])
+    return out | {
+        "steady_power_w": estimate(power, ratio(sums[:, 1], sums[:, 0])),
+        "steady_j_per_output_token": estimate(j_token, tok_boot),
+        "steady_energy_per_query_j": estimate(j_query, tok_boot * boot_tq),
+    }
+
+
 def _itl_gaps(cols: RequestColumns, rows: np.ndarray) -> np.ndarray:
     if cols.itl_values is None or cols.itl_offsets is None or rows.size == 0:
         return np.zeros(0)
@@ -435,10 +701,8 @@ def _itl_gaps(cols: RequestColumns, rows: np.ndarray) -> np.ndarray:
 
 
 def item_domains(cols: RequestColumns) -> np.ndarray:
-    """Each item's domain code (the domain of its first row)."""
-    out = np.zeros(len(cols.items), dtype=np.int32)
-    out[cols.item[::-1]] = cols.domain[::-1]
-    return out
+    """Each item's domain code (the domain of its first row; made once per columns)."""
+    return cols.item_domains
 
 
 def _domains(cols: RequestColumns, m: ItemMatrix, j: int) -> list[DomainSummary]:
@@ -475,15 +739,19 @@ __all__ = [
     "RunContext",
     "RunSummary",
     "Slo",
+    "SteadyWindow",
     "estimate",
     "inter_token_gaps",
     "interval",
     "item_domains",
     "item_matrix",
     "latency",
+    "mean_batch_size",
     "median_interval",
     "pareto_frontier",
     "percentiles",
+    "steady_window",
     "summarize",
+    "time_blocks",
     "wilson_interval",
 ]

@@ -24,7 +24,7 @@ from perwatt.analysis.metrics import (
 from perwatt.analysis.summaries import summaries_of
 from perwatt.errors import PerwattError
 from perwatt.records import RequestRecord
-from perwatt.store import RunData
+from perwatt.store import RunData, ServerMetricsInfo
 
 # Most points drawn per power curve: enough for the eye, small enough for the file.
 MAX_TIMELINE_POINTS = 1500
@@ -41,6 +41,17 @@ class PowerSeries:
 
 
 @dataclass(frozen=True)
+class ServerSeries:
+    """The server's own counters over time (server_metrics.parquet), thinned for drawing."""
+
+    software: str
+    t: list[float]
+    requests_running: list[float | None]
+    requests_waiting: list[float | None]
+    kv_cache_usage: list[float | None]  # fraction 0..1; all None where the server has none
+
+
+@dataclass(frozen=True)
 class RunView:
     """One run with what the report shows of it."""
 
@@ -50,6 +61,9 @@ class RunView:
     e2e_p50: Estimate  # the median end-to-end latency with its bootstrap interval
     power: list[PowerSeries]
     questions: dict[str, str]  # item id → the question asked (empty for older runs)
+    server: ServerSeries | None = None  # None: the endpoint exposed no /metrics
+    server_source: ServerMetricsInfo | None = None  # how they were scraped
+    server_unavailable: str = ""  # why there are none (from the manifest), if so
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,9 @@ def build_report_data(runs: Sequence[RunData], *, routing: bool = True) -> Repor
                 ),
                 power=power_series(run),
                 questions={i.item_id: i.question for i in items},
+                server=server_series(run),
+                server_source=_server_source(run),
+                server_unavailable=_server_unavailable(run),
             )
         )
     placed = [
@@ -195,6 +212,37 @@ def power_series(run: RunData, max_points: int = MAX_TIMELINE_POINTS) -> list[Po
             power = [columns["power_w"][i] for i in rows]
             out.append(PowerSeries(domain, source, [t[i] for i in keep], [power[i] for i in keep]))
     return out
+
+
+def server_series(run: RunData, max_points: int = MAX_TIMELINE_POINTS) -> ServerSeries | None:
+    """The server's counters over time, from server_metrics.parquet (None without one)."""
+    table = run.server_metrics()
+    if table is None or table.num_rows == 0:
+        return None
+    columns = table.sort_by("t").to_pydict()
+    keep = _spread(table.num_rows, max_points)
+
+    def pick(name: str) -> list[float | None]:
+        return [columns[name][i] for i in keep]
+
+    software = next((s for s in columns["software"] if s), "")
+    return ServerSeries(software, [float(columns["t"][i]) for i in keep],
+                        pick("requests_running"), pick("requests_waiting"),
+                        pick("kv_cache_usage"))  # fmt: skip
+
+
+def _server_source(run: RunData) -> ServerMetricsInfo | None:
+    return next((s.server_metrics for s in run.manifest.segments
+                 if s.server_metrics is not None and s.server_metrics.available), None)  # fmt: skip
+
+
+def _server_unavailable(run: RunData) -> str:
+    """Why a run has no server counters: the manifest's reasons, or that it predates them."""
+    if _server_source(run) is not None:
+        return ""
+    infos = [s.server_metrics for s in run.manifest.segments if s.server_metrics is not None]
+    reasons = "; ".join(dict.fromkeys(i.reason for i in infos if i.reason))
+    return reasons or "not recorded (a run written before perwatt scraped /metrics)"
 
 
 def _spread(n: int, most: int) -> list[int]:

@@ -5,7 +5,7 @@ Every policy here is a routing matrix P (items × candidates): P[i, m] is the pr
 item i goes to candidate m. Always-m, the oracle and a learned router are one-hot; an α-accurate
 router spreads 1 − α over the wrong choices. Accuracy, energy, compute and cost of a policy are
 then Σ_i Σ_m P[i, m] · x[i, m] — expectations, exact and analytic — and their 95% intervals come
-from one paired bootstrap over items (`fast.bootstrap_sums`).
+from one paired bootstrap over items (`_bootstrap.bootstrap_sums`).
 
 Candidates are the measured runs (each a model on some hardware) and, optionally, an external
 profile for a cloud model whose energy and prices the user states: its figures are labelled
@@ -127,6 +127,7 @@ class Candidate:
     items_answered: int  # items this run asked, before keeping the shared ones
     accuracy: float  # on the shared items
     energy_per_query_j: float  # on the shared items
+    energy_band: str = ""  # how far off an estimate may be (e.g. ×/÷2); "" for a counter
 
 
 @dataclass(frozen=True)
@@ -174,11 +175,7 @@ def _pick(runs: Sequence[RunData], names: Sequence[str], wanted: str, what: str)
     for j, run in enumerate(runs):
         if Path(wanted).exists() and Path(wanted).resolve() == run.path.resolve():
             return j
-    matches = [
-        j
-        for j, run in enumerate(runs)
-        if wanted in (run.run_id, names[j], run.model)
-    ]
+    matches = [j for j, run in enumerate(runs) if wanted in (run.run_id, names[j], run.model)]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
@@ -229,7 +226,7 @@ def build_study(
         raise PerwattError("no measured runs left to route between")
 
     all_runs = [*runs, source_run] if source_run is not None else runs
-    cols = RequestColumns.from_tables([r.requests for r in all_runs], [r.run_id for r in all_runs])
+    cols = RequestColumns.from_runs(all_runs)
     per = item_matrix(cols)
     answered = per.answered
     _check_overlap(answered, [*names, *(["accuracy_from"] if source_run else [])])
@@ -249,11 +246,16 @@ def build_study(
     m_runs = len(runs)
     # The kernel's per-item rule: an item asked more than once counts with the mean of its
     # attempts, so `correct` is each run's share of correct attempts (0 or 1 when asked once).
-    correct = per.correct[shared]
-    energy = per.energy_j[shared]
-    prompt = per.prompt_tokens[shared]
-    completion = per.completion_tokens[shared]
-    prompt_known = bool(np.all(per.prompt_missing[shared] == 0))
+    every = shared.size == len(cols.items)
+
+    def on_shared(x: np.ndarray) -> np.ndarray:
+        return x if every else x[shared]
+
+    correct = on_shared(per.correct)
+    energy = on_shared(per.energy_j)
+    prompt = on_shared(per.prompt_tokens)
+    completion = on_shared(per.completion_tokens)
+    prompt_known = bool(np.all(on_shared(per.prompt_missing) == 0))
     tokens_basis = "prompt + completion tokens" if prompt_known else "completion tokens only"
     if not prompt_known:
         notes.append(
@@ -277,6 +279,7 @@ def build_study(
                 run_id=run.run_id,
                 run_path=str(run.path),
                 energy_label=run.manifest.energy.label,
+                energy_band=run.manifest.energy.totals.band,
                 active_params=int(active) if active else None,
                 items_answered=int(answered[:, j].sum()),
                 accuracy=float(correct[:, j].mean()) if shared.size else 0.0,
@@ -347,7 +350,7 @@ def build_study(
     study = Study(
         candidates=candidates,
         reference=ref,
-        items=[cols.items[i] for i in shared],
+        items=list(cols.items) if every else [cols.items[i] for i in shared],
         correct=correct_m.astype(float),
         energy_j=energy_m,
         flops=flops,
@@ -471,27 +474,78 @@ def best_subsets(coverage: np.ndarray) -> list[tuple[int, float]]:
     return out
 
 
+@dataclass(frozen=True)
+class Mixture:
+    """A routing matrix kept as its terms: P = Σ_t weight_t · one_hot(choice_t) (items × M).
+
+    Always-m, the oracle and the α-accurate router that misroutes to the reference are one or
+    two such terms (`choice` an item's candidate, or one candidate for every item). Materialised
+    each would be an items × M matrix, 80 MB at 500,000 items and 20 candidates; `evaluate` reads
+    the terms instead, with the same arithmetic as on `dense()` (an item has at most two nonzero
+    entries, and adding zeros is exact), so both give the same figures to the last bit.
+    """
+
+    n: int
+    m: int
+    terms: tuple[tuple[float, np.ndarray | int], ...]
+
+    def dense(self) -> np.ndarray:
+        out: np.ndarray | None = None
+        for weight, choice in self.terms:
+            p = np.zeros((self.n, self.m))
+            p[np.arange(self.n), choice] = 1.0
+            term = p if weight == 1.0 and len(self.terms) == 1 else weight * p
+            out = term if out is None else out + term
+        return np.zeros((self.n, self.m)) if out is None else out
+
+    def entries(self) -> list[tuple[np.ndarray | int, np.ndarray]]:
+        """Each item's nonzero entries of `dense()`: (column, value) pairs, value 0 where an
+        item has fewer (up to two terms; `evaluate` materialises a mixture of more)."""
+        if len(self.terms) == 1:
+            weight, choice = self.terms[0]
+            return [(choice, np.full(self.n, weight))]
+        (w1, c1), (w2, c2) = self.terms
+        same = np.asarray(c1 == c2)
+        return [(c1, np.where(same, w1 + w2, w1)), (c2, np.where(same, 0.0, w2))]
+
+
+def always_policy(study: Study, m: int) -> Mixture:
+    """Every item to candidate m."""
+    return Mixture(study.n_items, len(study.candidates), ((1.0, m),))
+
+
+def oracle_policy(study: Study) -> Mixture:
+    """Each item to the least-energy candidate that answers it correctly, else the reference."""
+    choice = oracle_choice(study.correct, study.energy_j, study.reference)
+    return Mixture(study.n_items, len(study.candidates), ((1.0, choice),))
+
+
 def always(study: Study, m: int) -> np.ndarray:
     """The routing matrix that sends every item to candidate m."""
-    p = np.zeros((study.n_items, len(study.candidates)))
-    p[:, m] = 1.0
-    return p
+    return always_policy(study, m).dense()
 
 
 def oracle_matrix(study: Study) -> np.ndarray:
     """Each item to the least-energy candidate that answers it correctly, else the reference."""
-    choice = oracle_choice(study.correct, study.energy_j, study.reference)
-    return one_hot(choice, len(study.candidates))
+    return oracle_policy(study).dense()
 
 
 def one_hot(choice: np.ndarray, m: int) -> np.ndarray:
-    p = np.zeros((choice.size, m))
-    p[np.arange(choice.size), choice] = 1.0
-    return p
+    return Mixture(choice.size, m, ((1.0, choice),)).dense()
 
 
 def alpha_matrix(study: Study, alpha: float, misroute: str = "reference") -> np.ndarray:
-    """The routing matrix of an α-accurate router (its exact expectation, per item).
+    """The routing matrix of an α-accurate router (its exact expectation, per item): see
+    `alpha_policy`."""
+    policy = alpha_policy(study, alpha, misroute)
+    return policy.dense() if isinstance(policy, Mixture) else policy
+
+
+def alpha_policy(
+    study: Study, alpha: float, misroute: str = "reference", oracle: Mixture | None = None
+) -> Mixture | np.ndarray:
+    """The α-accurate router's routing policy (its exact expectation, per item): a `Mixture`
+    when it misroutes to the reference, else a routing matrix.
 
     With probability α the router makes the oracle's choice (the candidate that answers best,
     the least-energy one among equals, else the reference). Otherwise it misroutes:
@@ -509,13 +563,14 @@ def alpha_matrix(study: Study, alpha: float, misroute: str = "reference") -> np.
         raise PerwattError(f"α must lie in [0, 1], not {alpha}")
     if misroute not in MISROUTES:
         raise PerwattError(f"--misroute must be reference or random, not {misroute!r}")
-    oracle = oracle_matrix(study)
+    oracle = oracle or oracle_policy(study)
     m = len(study.candidates)
     if m == 1:
         return oracle
     if misroute == "reference":
-        return alpha * oracle + (1 - alpha) * always(study, study.reference)
-    return alpha * oracle + (1 - alpha) * (1 - oracle) / (m - 1)
+        return Mixture(oracle.n, m, ((alpha, oracle.terms[0][1]), (1 - alpha, study.reference)))
+    dense = oracle.dense()
+    return alpha * dense + (1 - alpha) * (1 - dense) / (m - 1)
 
 
 def simulate_alpha_router(
@@ -546,59 +601,99 @@ def simulate_alpha_router(
     return freq / trials
 
 
-def _policy_columns(study: Study, p: np.ndarray) -> np.ndarray:
-    """Per item: expected correct, energy, FLOPs (NaN if any routed-to candidate's is unknown),
-    cost and reference share under routing matrix p."""
+def _policy_columns(study: Study, p: np.ndarray | Mixture, out: np.ndarray) -> np.ndarray:
+    """Per item, into `out` (n × 5): expected correct, energy, FLOPs (NaN if any routed-to
+    candidate's is unknown), cost and reference share under routing policy p. Returns the
+    column sums of p (its count of items per candidate)."""
+    xs = (study.correct, study.energy_j, study.flops, study.cost_usd)
+    if isinstance(p, Mixture) and len(p.terms) <= 2:
+        entries = p.entries()
+        rows = np.arange(p.n)
+        for k, x in enumerate(xs):
+            total: np.ndarray | float = 0.0
+            for column, value in entries:
+                picked = x[:, column] if isinstance(column, int) else x[rows, column]
+                total = total + np.where(value > 0, value * picked, 0.0)
+            out[:, k] = total
+        out[:, 4] = 0.0
+        for column, value in entries:
+            out[:, 4] += np.where(column == study.reference, value, 0.0)
+        return _column_sums(p, entries)
+    if isinstance(p, Mixture):
+        p = p.dense()
+    for k, x in enumerate(xs):
+        out[:, k] = np.where(p > 0, p * x, 0.0).sum(axis=1)
+    out[:, 4] = p[:, study.reference]
+    return p.sum(axis=0)
 
-    def expect(x: np.ndarray) -> np.ndarray:
-        return np.where(p > 0, p * x, 0.0).sum(axis=1)
 
-    return np.column_stack(
-        [
-            expect(study.correct.astype(float)),
-            expect(study.energy_j),
-            expect(study.flops),
-            expect(study.cost_usd),
-            p[:, study.reference],
-        ]
-    )
+def _column_sums(p: Mixture, entries: list[tuple[np.ndarray | int, np.ndarray]]) -> np.ndarray:
+    """`p.dense().sum(axis=0)`, to the last bit: each column summed in item order (numpy sums
+    a matrix's columns row after row), zeros skipped (adding them is exact)."""
+
+    def in_order(v: np.ndarray) -> float:
+        nonzero = v[v != 0]
+        return float(np.cumsum(nonzero)[-1]) if nonzero.size else 0.0
+
+    routed = np.zeros(p.m)
+    if len(entries) == 1:
+        (column, value), weight = entries[0], p.terms[0][0]
+        if isinstance(column, int):
+            routed[column] = float(p.n) if weight == 1.0 else in_order(value)
+            return routed
+        if weight == 1.0:  # counts: exact
+            return np.bincount(column, minlength=p.m).astype(np.float64)
+    for j in range(p.m):
+        v: np.ndarray | float = 0.0
+        for column, value in entries:
+            v = v + np.where(column == j, value, 0.0)
+        routed[j] = in_order(np.broadcast_to(v, (p.n,)))
+    return routed
 
 
 def evaluate(
     study: Study,
-    policies: Sequence[tuple[str, np.ndarray]],
+    policies: Sequence[tuple[str, np.ndarray | Mixture]],
     *,
     resamples: int = 1000,
     seed: int = 0,
     extra_columns: np.ndarray | None = None,
 ) -> tuple[list[Outcome], np.ndarray | None]:
-    """Outcomes of routing policies with 95% paired-bootstrap intervals over items.
+    """Outcomes of routing policies (routing matrices or `Mixture`s) with 95% paired-bootstrap
+    intervals over items.
 
     `extra_columns` (n_items × k) ride along in the same resamples; their resampled sums are
     the second value (coverage uses them), so a report draws its weights once."""
-    ref_cols = _policy_columns(study, always(study, study.reference))
-    blocks = [ref_cols] + [_policy_columns(study, p) for _, p in policies]
-    stacked = np.hstack(blocks)
+    n = study.n_items
+    stacked = np.empty((n, 5 * (len(policies) + 1)))
+    _policy_columns(study, always_policy(study, study.reference), stacked[:, :5])
+    routed_all = [
+        _policy_columns(study, p, stacked[:, 5 * k : 5 * k + 5])
+        for k, (_, p) in enumerate(policies, start=1)
+    ]
     known = np.isfinite(stacked).all(axis=0)
+    totals = stacked.sum(axis=0)
     sums = None
     if study.n_items:
+        for k in np.flatnonzero(~known):
+            stacked[:, k] = np.nan_to_num(stacked[:, k])
         extra = [] if extra_columns is None else [np.asarray(extra_columns)]
-        sums = bootstrap_sums([np.nan_to_num(stacked), *extra], resamples, seed)
-    totals = stacked.sum(axis=0)
-    n = study.n_items
+        # The last column counts each resample's items: accuracy divides by it, never by the
+        # fixed n (with Poisson weights above 20,000 items the count varies; at or below it
+        # is exactly n, so nothing changes there).
+        sums = bootstrap_sums([stacked, *extra, np.ones((n, 1))], resamples, seed)
     ref_e, ref_f, ref_c = totals[1], totals[2], totals[3]
     outcomes = []
-    for k, (name, p) in enumerate(policies, start=1):
+    for k, (name, _) in enumerate(policies, start=1):
         base = 5 * k
         c, e, f, cost, share = (float(totals[base + j]) for j in range(5))
         compute_known = bool(known[base + 2] and known[2])
-        routed = p.sum(axis=0) / n if n else np.zeros(len(study.candidates))
+        routed = routed_all[k - 1] / n if n else np.zeros(len(study.candidates))
+        accuracy_boot = None if sums is None else ratio(sums[:, base], sums[:, -1])
         outcomes.append(
             Outcome(
                 policy=name,
-                accuracy=estimate(
-                    c / n if n else None, None if sums is None else sums[:, base] / n
-                ),
+                accuracy=estimate(c / n if n else None, accuracy_boot),
                 reference_share=share / n if n else 0.0,
                 energy_j=e,
                 energy_label=" + ".join(
@@ -619,7 +714,7 @@ def evaluate(
         )
     extra_sums = None
     if sums is not None and extra_columns is not None:
-        extra_sums = sums[:, stacked.shape[1] :]
+        extra_sums = sums[:, stacked.shape[1] : -1]
     return outcomes, extra_sums
 
 
@@ -663,10 +758,13 @@ def covered(study: Study) -> np.ndarray:
     return study.correct[:, study.measured].max(axis=1) if study.n_items else np.zeros(0)
 
 
-def coverage_report(study: Study, covered_sums: np.ndarray | None) -> CoverageReport:
+def coverage_report(
+    study: Study, covered_sums: np.ndarray | None, counts: np.ndarray | None = None
+) -> CoverageReport:
     """Coverage of every subset of the measured runs (an external profile is left out: it was
     not measured, and one assumed correct would cover everything). `covered_sums` are the
-    bootstrap sums of `covered(study)`, drawn with the report's other columns."""
+    bootstrap sums of `covered(study)`, drawn with the report's other columns, and `counts`
+    each resample's count of items (default: the fixed n, exact for multinomial weights)."""
     measured = study.measured
     names = [study.candidates[j].name for j in measured]
     correct = study.correct[:, measured]
@@ -681,7 +779,9 @@ def coverage_report(study: Study, covered_sums: np.ndarray | None) -> CoverageRe
         return [names[b] for b in range(m) if mask >> b & 1]
 
     best = [SubsetCoverage(members(mask), value) for mask, value in best_subsets(cov)]
-    boot = None if covered_sums is None or not study.n_items else covered_sums / study.n_items
+    boot = None
+    if covered_sums is not None and study.n_items:
+        boot = ratio(covered_sums, counts) if counts is not None else covered_sums / study.n_items
     all_subsets = (
         [SubsetCoverage(members(s), float(cov[s])) for s in range(1, 1 << m)] if m <= 10 else []
     )
@@ -741,14 +841,26 @@ def _local_fallback(study: Study) -> tuple[np.ndarray, np.ndarray]:
 
 def _point(study: Study, choice: np.ndarray) -> CurvePoint:
     idx = np.arange(study.n_items)
-    flops = study.flops[idx, choice]
+    picked = [x[idx, choice] for x in (study.correct, study.energy_j, study.flops, study.cost_usd)]
+    return _point_of(study, choice, *picked)
+
+
+def _point_of(
+    study: Study,
+    choice: np.ndarray,
+    correct: np.ndarray,
+    energy: np.ndarray,
+    flops: np.ndarray,
+    cost: np.ndarray,
+) -> CurvePoint:
+    """The operating point of `choice`, from each item's figures under it."""
     n = max(study.n_items, 1)
     return CurvePoint(
         reference_share=float((choice == study.reference).sum() / n),
-        accuracy=float(study.correct[idx, choice].sum() / n),
-        energy_j=float(study.energy_j[idx, choice].sum()),
+        accuracy=float(correct.sum() / n),
+        energy_j=float(energy.sum()),
         flops=float(flops.sum()) if np.isfinite(flops).all() else None,
-        cost_usd=float(study.cost_usd[idx, choice].sum()),
+        cost_usd=float(cost.sum()),
     )
 
 
@@ -757,12 +869,22 @@ def ranked_curve(study: Study, priority: np.ndarray, name: str, description: str
     fallback, at reference shares 0, 5%, …, 100%."""
     local, _ = _local_fallback(study)
     order = np.argsort(-priority, kind="stable")
+    idx = np.arange(study.n_items)
+    xs = (study.correct, study.energy_j, study.flops, study.cost_usd)
+    # Each item's figures at its local fallback and at the reference, gathered once.
+    at_local = [x[idx, local] for x in xs]
+    at_ref = [x[:, study.reference] for x in xs]
     points = []
     for s in CURVE_SHARES:
-        k = round(s * study.n_items)
+        top = order[: round(s * study.n_items)]
         choice = local.copy()
-        choice[order[:k]] = study.reference
-        points.append(_point(study, choice))
+        choice[top] = study.reference
+        picked = []
+        for lo, ref in zip(at_local, at_ref, strict=True):
+            v = lo.copy()
+            v[top] = ref[top]
+            picked.append(v)
+        points.append(_point_of(study, choice, *picked))
     return Curve(name, description, points)
 
 
@@ -886,15 +1008,20 @@ def route_report(
     learned router) and the curves, all against always-reference, from one paired bootstrap."""
     if resamples < 1:
         raise PerwattError("--resamples must be at least 1")
-    policies: list[tuple[str, np.ndarray]] = [
-        (f"always {c.name}", always(study, j)) for j, c in enumerate(study.candidates)
+    policies: list[tuple[str, np.ndarray | Mixture]] = [
+        (f"always {c.name}", always_policy(study, j)) for j, c in enumerate(study.candidates)
     ]
-    policies.append(("oracle", oracle_matrix(study)))
+    oracle = oracle_policy(study)
+    policies.append(("oracle", oracle))
     for a in alphas:
-        policies.append((f"α={a:g} router", alpha_matrix(study, a, misroute)))
+        policies.append((f"α={a:g} router", alpha_policy(study, a, misroute, oracle)))
     policies.extend(extra_policies)
     outcomes, covered_sums = evaluate(
-        study, policies, resamples=resamples, seed=seed, extra_columns=covered(study)[:, None]
+        study,
+        policies,
+        resamples=resamples,
+        seed=seed,
+        extra_columns=np.column_stack([covered(study), np.ones(study.n_items)]),
     )
     ref = study.candidates[study.reference]
     return RoutingReport(
@@ -910,7 +1037,11 @@ def route_report(
         resamples=resamples,
         seed=seed,
         misroute=misroute,
-        coverage=coverage_report(study, None if covered_sums is None else covered_sums[:, 0]),
+        coverage=coverage_report(
+            study,
+            None if covered_sums is None else covered_sums[:, 0],
+            None if covered_sums is None else covered_sums[:, 1],
+        ),
         outcomes=outcomes,
         curves=[oracle_curve(study), random_curve(study), *extra_curves],
         frontier=frontier(study),

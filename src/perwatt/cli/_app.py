@@ -6,6 +6,7 @@ so that brackets in it reach the user as typed.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,20 +14,76 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
-app = typer.Typer(
+
+def _unlabelled_flags(params: list[Any]) -> list[Any]:
+    """Typer labels every option with its type in --help, a flag too (`--resume <bool>`), as
+    if it took a value; an empty metavar leaves a flag's label blank."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """A verb whose --help shows no type label on its flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _unlabelled_flags(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    """A group of verbs whose --help shows no type label on its flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _unlabelled_flags(super().get_params(ctx))
+
+
+class Verbs(typer.Typer):
+    """perwatt's Typer apps: every command made with `Command`, every group a `Group`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=Group, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
+
+app = Verbs(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Correct answers per joule: accuracy, energy and latency of language models in one run.",
 )
-# Piped output (CI logs, files) gets room for the full tables; a terminal keeps its own width.
-console = Console(width=None if sys.stdout.isatty() else 140)
+
+
+def _width() -> int | None:
+    """The width tables are laid out for. COLUMNS wins when set, piped or not (Rich reads it
+    only when given no width): users and tests ask for 80 or 120 with it. Otherwise a terminal
+    keeps its own width (None), and piped output (CI logs, files) gets 140 rather than Rich's
+    80, room for most tables without splitting them."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return None if sys.stdout.isatty() else 140
+
+
+console = Console(width=_width())
 err_console = Console(stderr=True)
 
 JsonOption = Annotated[
     Path | None, typer.Option("--json", help="Also write the result as JSON to this file.")
 ]
+
+
+def workload_choices() -> str:
+    """The workloads --workload takes, from the registry, so --help lists every one."""
+    from perwatt.workloads import workloads
+
+    names = [name + ("[:OPTIONS]" if info.options else "") for name, info in workloads().items()]
+    return ", ".join(names) + "; the OPTIONS each takes are in the README"
 
 
 def say(text: str, style: str = "", *, to_stderr: bool = False) -> None:
@@ -70,13 +127,14 @@ def print_sweep(
     same rows, with `extra` fields, as JSON: the energy-versus-load curve."""
     from perwatt.analysis.summaries import summaries_of
     from perwatt.files import to_jsonable, write_json
-    from perwatt.report.terminal import energy_notes, sweep_table
+    from perwatt.report.terminal import energy_notes, print_warnings, sweep_table
     from perwatt.store import read_run
 
     summaries = summaries_of([read_run(d) for d in run_dirs])
     console.print(sweep_table(summaries, labels))
     for note in energy_notes(summaries):
         say(f"energy: {note}", "dim")
+    print_warnings(console, summaries)
     rows = [
         {"run_dir": str(d)} | (extra[k] if extra else {}) | to_jsonable(s)
         for k, (d, s) in enumerate(zip(run_dirs, summaries, strict=True))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from perwatt.cli._app import app, console
+from perwatt.energy.sources import DEFAULT_WATTS_PER_CORE
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -25,14 +27,21 @@ def meter(
     idle_seconds: Annotated[float, typer.Option(help="Idle baseline before the command.")] = 2.0,
     interval: Annotated[float, typer.Option(help="Sampling interval in seconds.")] = 0.05,
     cpu_watts_per_core: Annotated[
-        float | None, typer.Option(help="Estimator: watts per busy core.")
-    ] = None,
+        float, typer.Option(help="Estimator: watts per busy core.")
+    ] = DEFAULT_WATTS_PER_CORE,
     cpu_idle_watts: Annotated[
         float | None, typer.Option(help="Estimator: the machine's idle share in watts.")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the live energy for Prometheus on /metrics at this port."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="The address --metrics-port binds.")] = (
+        "127.0.0.1"
+    ),
 ) -> None:
     """Energy of COMMAND per domain, with an idle baseline; exits with the command's code."""
-    from perwatt.energy import EnergySource, SourceRequest, open_sources
+    from perwatt.energy import EnergySampler, EnergySource, SourceRequest, open_sources
     from perwatt.energy.meter import meter_command
     from perwatt.errors import PerwattError
 
@@ -48,14 +57,28 @@ def meter(
                                           idle_watts=cpu_idle_watts,
                                           prefer_estimate=pid is not None))  # fmt: skip
 
-    result = meter_command(
-        ctx.args,
-        make_sources,
-        scope=scope,  # type: ignore[arg-type]
-        idle_seconds=idle_seconds,
-        interval_s=interval,
-        stdout=sys.stderr if as_json else None,
-    )
+    from perwatt.report.live import LiveRun, serving
+
+    # A busy --metrics-port fails here, before the command starts.
+    with serving(metrics_host, metrics_port) as exporter:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        view = LiveRun(run_id=f"meter-{stamp}", requests=False)  # energy and power only
+
+        def show(sampler: EnergySampler) -> None:
+            if exporter is not None:
+                view.sampler = sampler
+                exporter.show(view)
+
+        result = meter_command(
+            ctx.args,
+            make_sources,
+            scope=scope,  # type: ignore[arg-type]
+            idle_seconds=idle_seconds,
+            interval_s=interval,
+            stdout=sys.stderr if as_json else None,
+            on_sampling=show,
+        )
+        view.end()
     if as_json:
         payload = dataclasses.asdict(result) | {"gross_j": result.gross_j, "net_j": result.net_j}
         print(json.dumps(payload, indent=2))

@@ -8,26 +8,11 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from perwatt.cli._app import app, console, print_sweep, say
+from perwatt.cli._app import app, console, print_sweep, say, workload_choices
 from perwatt.cli.report import print_report, write_html
-from perwatt.config import RunSpec
+from perwatt.config import FLAGS, RunSpec, flag_for
 from perwatt.energy.sources import DEFAULT_IDLE_WATTS_PER_CORE, DEFAULT_WATTS_PER_CORE
 from perwatt.errors import PerwattError
-
-# Flags whose name is not their RunSpec field's; every other flag is its field, dashed.
-FLAGS: dict[str, str] = {
-    "models": "--model",
-    "warmup_requests": "--warmup",
-    "request_timeout_s": "--timeout",
-    "duration_s": "--duration",
-    "sample_interval_s": "--sample-interval",
-    "n_threads": "--threads",
-    "n_ctx": "--ctx",
-    "n_batch": "--batch",
-    "slo_ttft_s": "--slo",
-    "slo_e2e_s": "--slo",
-    "bootstrap_resamples": "--resamples",
-}
 
 
 def _default(field: str) -> Any:
@@ -35,13 +20,9 @@ def _default(field: str) -> Any:
     return RunSpec.model_fields[field].default
 
 
-def flag_for(field: str) -> str:
-    """The command-line flag that sets RunSpec `field`."""
-    return FLAGS.get(field, "--" + field.replace("_", "-"))
-
-
 @app.command()
 def run(
+    context: typer.Context,
     model: Annotated[
         list[str] | None,
         typer.Option("--model", "-m", help="Packaged model name (repeatable); default: all."),
@@ -58,10 +39,7 @@ def run(
     ),
     workload: Annotated[
         str,
-        typer.Option(
-            help="reasoning-gym[:tier|tasks], gsm8k, math500, mmlu-pro, gpqa, simpleqa, "
-            "natural-reasoning, wildchat, or file:MAPPING (see README)."
-        ),
+        typer.Option(help=f"One of {workload_choices()}."),
     ] = _default("workload"),
     data_file: Annotated[
         Path | None, typer.Option(help="Dataset file (a hub dataset offline, or your own).")
@@ -124,12 +102,8 @@ def run(
         typer.Option(help="Scrape an exporter you run: URL;METRIC{labels};UNIT (repeatable)."),
     ] = None,
     cpu_watts_per_core: Annotated[
-        float | None,
-        typer.Option(
-            help=f"Estimator: watts per busy core (default {DEFAULT_WATTS_PER_CORE:g}; "
-            "docs/energy.md)."
-        ),
-    ] = None,
+        float, typer.Option(help="Estimator: watts per busy core (docs/energy.md).")
+    ] = DEFAULT_WATTS_PER_CORE,
     cpu_idle_watts: Annotated[
         float | None,
         typer.Option(
@@ -138,6 +112,13 @@ def run(
         ),
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port for the managed server.")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the run's live figures for Prometheus on /metrics at this port."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="The address --metrics-port binds.")] = (
+        _default("metrics_host")
+    ),
     threads: Annotated[int, typer.Option(help="Managed server threads (0: all cores).")] = (
         _default("n_threads")
     ),
@@ -154,6 +135,21 @@ def run(
     resamples: Annotated[
         int, typer.Option(help="Bootstrap resamples for the intervals.")
     ] = _default("bootstrap_resamples"),
+    retries: Annotated[
+        int,
+        typer.Option(
+            help="Retry a request that got 429, 503 or a dropped stream up to N times (0: a "
+            "measurement does not retry); every attempt is a row with its energy.",
+        ),
+    ] = _default("retries"),
+    require_idle_machine: Annotated[
+        bool,
+        typer.Option(
+            "--require-idle-machine",
+            help="Stop (exit 2) if other processes keep the machine busy during the idle "
+            "baseline, instead of measuring with a warning.",
+        ),
+    ] = False,
     html: Annotated[
         Path | None, typer.Option(help="Also write the HTML report of these runs here.")
     ] = None,
@@ -190,11 +186,15 @@ def run(
             cpu_watts_per_core=cpu_watts_per_core,
             cpu_idle_watts=cpu_idle_watts,
             port=port,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
             n_threads=threads,
             n_ctx=ctx,
             n_batch=batch,
             parallel=parallel,
             bootstrap_resamples=resamples,
+            require_idle_machine=require_idle_machine,
+            retries=retries,
         )
     except ValidationError as exc:
         raise PerwattError(_validation_message(exc)) from None
@@ -209,16 +209,21 @@ def run(
         html.parent.mkdir(parents=True, exist_ok=True)
         check_html_path(html)  # a bad path fails now, not after the whole run
     levels = _load_levels(spec, concurrency, rate)
+    given = _given_fields(context) if resume else set()
     sweep = len(levels) > 1
     base = spec.out or spec.runs_dir / new_run_id("sweep") if sweep else spec.out
     run_dirs = []
-    for level in levels:
-        if sweep:
-            level = level.model_copy(update={"out": base / level.load_tag()})
-        for name in level.models:
-            outcome = run_model(level, name, console)
-            run_dirs.append(outcome.run_dir)
-            say(f"{name} ({level.load_label()}): run written to {outcome.run_dir}", "dim")
+    from perwatt.report.live import serving
+
+    # A busy --metrics-port fails here, before anything is measured.
+    with serving(spec.metrics_host, spec.metrics_port) as exporter:
+        for level in levels:
+            if sweep:
+                level = level.model_copy(update={"out": base / level.load_tag()})
+            for name in level.models:
+                outcome = run_model(level, name, console, given=given, exporter=exporter)
+                run_dirs.append(outcome.run_dir)
+                say(f"{name} ({level.load_label()}): run written to {outcome.run_dir}", "dim")
     from perwatt.store import read_run
 
     if sweep:
@@ -227,6 +232,26 @@ def run(
         print_report([read_run(d) for d in run_dirs])
     if html is not None:
         write_html([read_run(d) for d in run_dirs], html)
+
+
+def _given_fields(ctx: typer.Context) -> set[str]:
+    """The RunSpec fields set on the command line (not left at their defaults): on --resume
+    each must agree with the run being continued."""
+    by_flag = {flag: field for field, flag in FLAGS.items()}
+    out: set[str] = set()
+    for param in ctx.command.params:
+        name = param.name or ""
+        source = ctx.get_parameter_source(name)
+        if source is None or source.name == "DEFAULT":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if flag == "--slo":
+            out |= {"slo_ttft_s", "slo_e2e_s"}
+        elif flag in by_flag:
+            out.add(by_flag[flag])
+        elif name in RunSpec.model_fields:
+            out.add(name)
+    return out
 
 
 def _load_levels(spec: RunSpec, concurrency: str, rate: str | None) -> list[RunSpec]:

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from perwatt.cli._app import JsonOption, app, console, load_runs, say, write_json_out
+from perwatt.cli._app import JsonOption, Verbs, app, console, load_runs, say, write_json_out
 
-runs_app = typer.Typer(
+runs_app = Verbs(
     no_args_is_help=True,
     help="The catalogue of run directories: list them, or query every request row with SQL.",
 )

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 import typer
 
-from perwatt.cli._app import app, console, say
+from perwatt.cli._app import app, console, say, workload_choices
 from perwatt.errors import PerwattError
 
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".csv")
@@ -68,7 +68,10 @@ def score(
         bool, typer.Option("--in-place", help="Update the run directory itself.")
     ] = False,
     workload: Annotated[
-        str | None, typer.Option(help="With --outputs: the workload the outputs answer.")
+        str | None,
+        typer.Option(
+            help=f"With --outputs: the workload the outputs answer, one of {workload_choices()}."
+        ),
     ] = None,
     outputs: Annotated[
         Path | None, typer.Option(help="A file of outputs (JSONL, JSON, CSV, Parquet) to score.")

@@ -36,6 +36,13 @@ def sweep(
     plan: Annotated[
         bool, typer.Option("--plan", help="List the cells and their state; run nothing.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve each cell's live figures for Prometheus on /metrics here."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="The address --metrics-port binds.")] = (
+        "127.0.0.1"
+    ),
 ) -> None:
     """Run every cell of a sweep (models × hardware × workloads × loads × server settings).
 
@@ -51,6 +58,10 @@ def sweep(
         return
     if ray_address is None:
         check_local(loaded)
+    elif metrics_port is not None:
+        raise PerwattError(
+            "--metrics-port serves a local sweep; on Ray each cell runs on its worker"
+        )
     _, done = pending_cells(loaded)
     where = f"Ray cluster at {ray_address}" if ray_address else "this machine"
     console.print(
@@ -60,7 +71,10 @@ def sweep(
         soft_wrap=True,
     )
     if ray_address is None:
-        outcome = run_local(loaded, console)
+        from perwatt.report.live import serving
+
+        with serving(metrics_host, metrics_port) as exporter:
+            outcome = run_local(loaded, console, exporter)
     else:
         from perwatt.distributed.ray_backend import run_on_ray
 
@@ -103,18 +117,25 @@ def _plan_table(loaded: Sweep) -> Table:
     from perwatt.distributed.local import cell_status
 
     table = Table(title=f"sweep {loaded.path}: {len(loaded.cells)} cells", header_style="bold")
-    for name in ("cell", "model", "hardware / endpoint", "workload", "load", "server",
-                 "resources", "state"):  # fmt: skip
-        table.add_column(name, overflow="fold")
-    for cell in loaded.cells:
-        table.add_row(
-            cell.cell_id,
-            cell.model,
-            cell.target or "–",
-            cell.workload,
-            cell.load,
-            cell.server or "–",
-            cell.request.describe(),
-            cell_status(loaded.store / cell.cell_id),
-        )
+    rows = [
+        {
+            "cell": cell.cell_id,
+            "model": cell.model,
+            "target": cell.target or "–",
+            "workload": cell.workload,
+            "load": cell.load,
+            "server": cell.server or "–",
+            "needs": cell.request.describe(),
+            "state": cell_status(loaded.store / cell.cell_id),
+        }
+        for cell in loaded.cells
+    ]
+    # Columns that say nothing in this sweep (every cell "–") are left out, so it fits 80.
+    names = [n for n in rows[0] if any(r[n] != "–" for r in rows)] if rows else []
+    for name in names:
+        # Ids and states are copied and grepped: never broken; the rest folds.
+        fixed = name in ("cell", "state")
+        table.add_column(name, no_wrap=fixed, overflow="ellipsis" if fixed else "fold")
+    for row in rows:
+        table.add_row(*(row[n] for n in names))
     return table

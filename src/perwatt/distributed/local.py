@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
 
@@ -22,6 +22,9 @@ from perwatt.distributed.spec import Cell, Sweep
 from perwatt.errors import PerwattError
 from perwatt.files import write_json
 from perwatt.store import run_state
+
+if TYPE_CHECKING:
+    from perwatt.report.live import LiveExporter
 
 CellStatus = Literal["finished", "partial", "absent"]
 CELLS_FILE = "cells.json"
@@ -92,8 +95,9 @@ def check_local(sweep: Sweep) -> None:
         )
 
 
-def run_local(sweep: Sweep, console: Console) -> SweepOutcome:
+def run_local(sweep: Sweep, console: Console, exporter: LiveExporter | None = None) -> SweepOutcome:
     """Run the cells in order into the store; finished cells are skipped, partial ones resumed.
+    With `exporter` (--metrics-port), each cell's live figures are served while it runs.
 
     A cell that fails (its server does not start, its endpoint is unreachable) is reported and
     the sweep goes on with the next; Ctrl-C stops the sweep, keeping the cell's completed
@@ -120,7 +124,8 @@ def run_local(sweep: Sweep, console: Console) -> SweepOutcome:
         )
         started = time.monotonic()
         try:
-            outcome = run_model(cell.run_spec(run_dir, resume=resume), cell.model, console)
+            outcome = run_model(cell.run_spec(run_dir, resume=resume), cell.model, console,
+                                exporter=exporter)  # fmt: skip
         except PerwattError as exc:
             failed.append(CellFailure(cell, str(exc)))
             console.print(f"[red]cell {cell.cell_id} failed:[/red] {exc}", highlight=False)

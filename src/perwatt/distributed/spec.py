@@ -44,9 +44,11 @@ _SET_BY_SWEEP = {
     "runs_dir": "a sweep writes each cell into its store (`out` at the top of the spec, or --out)",
     "resume": "a sweep resumes partial cells by itself",
     "port": "a sweep picks a free port for each cell (several cells may share a node)",
+    "metrics_port": "give --metrics-port to `perwatt sweep`: one exporter serves every cell",
+    "metrics_host": "give --metrics-host to `perwatt sweep`: one exporter serves every cell",
 }
 # RunSpec settings that do not change what a cell measures, so they stay out of its digest.
-_NOT_MEASURED = {"out", "runs_dir", "resume", "port"}
+_NOT_MEASURED = {"out", "runs_dir", "resume", "port", "metrics_port", "metrics_host"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -276,6 +278,10 @@ def parse_spec(path: Path) -> SweepSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PerwattError(f"cannot read sweep spec {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise PerwattError(f"{path}, line {line}: not UTF-8 text (byte {exc.object[exc.start]:#x})"
+                           ) from None  # fmt: skip
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -59,6 +59,7 @@ def meter_command(
     idle_seconds: float = 2.0,
     interval_s: float = 0.05,
     stdout: IO[str] | None = None,
+    on_sampling: Callable[[EnergySampler], None] | None = None,
 ) -> MeterResult:
     """Run `argv` to completion under the energy sampler and report energy per domain.
 
@@ -82,6 +83,8 @@ def meter_command(
         sources = list(make_sources(None))
     sampler = EnergySampler(sources, interval_s=interval_s)
     sampler.start()
+    if on_sampling is not None:  # e.g. the live exporter of --metrics-port
+        on_sampling(sampler)
     try:
         time.sleep(idle_seconds)
         sampler.sample_now()

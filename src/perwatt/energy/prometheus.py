@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from perwatt.energy.counters import CounterTracker
 from perwatt.energy.sources import (
@@ -27,7 +28,6 @@ from perwatt.errors import PerwattError
 from perwatt.redact import redact_url
 
 UNITS = {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "kWh": 3.6e6, "W": None}
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
@@ -62,17 +62,19 @@ class PrometheusMetric:
 
 
 def parse_samples(text: str, metric: PrometheusMetric) -> list[float]:
-    """Values of the series of `metric` whose labels include the wanted ones."""
+    """Values of the series of `metric` whose labels include the wanted ones (the text parsed by
+    prometheus_client, as the server-metrics scraper does; malformed text is a ValueError)."""
     values = []
-    for line in text.splitlines():
-        if not line or line[0] == "#":
-            continue
-        match = _SAMPLE.match(line)
-        if match is None or match.group(1) != metric.metric:
-            continue
-        labels = dict(_LABEL.findall(match.group(2) or ""))
-        if all(labels.get(k) == v for k, v in metric.labels.items()):
-            values.append(float(match.group(3)))
+    for family in text_string_to_metric_families(text):
+        names = {metric.metric}
+        if family.type == "counter" and family.name == metric.metric:
+            # The parser names a counter's samples `<name>_total` even when the text did not.
+            names.add(metric.metric + "_total")
+        for sample in family.samples:
+            if sample.name in names and all(
+                sample.labels.get(k) == v for k, v in metric.labels.items()
+            ):
+                values.append(float(sample.value))
     return values
 
 
@@ -105,7 +107,12 @@ class PrometheusSource(EnergySource):
             raise PerwattError(
                 f"cannot scrape {redact_url(self.metric.url)}: {type(exc).__name__}"
             ) from None
-        values = parse_samples(response.text, self.metric)
+        try:
+            values = parse_samples(response.text, self.metric)
+        except ValueError as exc:
+            raise PerwattError(
+                f"{redact_url(self.metric.url)} is not a Prometheus text exposition ({exc})"
+            ) from None
         if not values:
             raise PerwattError(
                 f"{redact_url(self.metric.url)} has no series {self.metric.metric}"

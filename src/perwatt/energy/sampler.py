@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 import numpy as np
@@ -16,6 +18,16 @@ from perwatt.energy.timeline import DomainSeries, PowerTimeline, TimelineRow
 # A failing source is retried at every tick; this many distinct messages are kept for the
 # manifest (the count of failed reads is kept in full).
 MAX_ERRORS_KEPT = 5
+
+
+@dataclass(frozen=True)
+class DomainReading:
+    """One source's figures so far (`EnergySampler.domains`)."""
+
+    domain: str
+    label: str  # "measured:<counter>" or "estimated:<method>"
+    energy_j: float  # sampled since the sampler started
+    power_w: float | None  # over about the last second
 
 
 class EnergySampler:
@@ -132,8 +144,25 @@ class EnergySampler:
     def total_j(self) -> float:
         """Energy sampled so far, summed over sources: `timeline().total_j()` without copying
         the timeline (cheap enough to call on every completed request)."""
+        return float(sum(d.energy_j for d in self.domains()))
+
+    def domains(self, power_window_s: float = 1.0) -> list[DomainReading]:
+        """Each source's energy sampled so far and its recent power, without copying the
+        timeline (the live exporter reads this on every scrape).
+
+        Power is the energy between the last sample and the latest one at least
+        `power_window_s` before it, over their time apart (None with fewer than two samples).
+        """
+        out = []
         with self._lock:
-            return float(sum(es[-1] - es[0] for es in self._e if es))
+            for source, ts, es in zip(self.sources, self._t, self._e, strict=True):
+                power = None
+                if len(ts) > 1:
+                    k = max(0, bisect.bisect_right(ts, ts[-1] - power_window_s) - 1)
+                    power = (es[-1] - es[k]) / (ts[-1] - ts[k])
+                energy = es[-1] - es[0] if es else 0.0
+                out.append(DomainReading(source.domain, source.label, float(energy), power))
+        return out
 
     def timeline(self) -> PowerTimeline:
         """A snapshot of all samples so far."""

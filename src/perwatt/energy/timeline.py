@@ -139,6 +139,31 @@ class PowerTimeline:
         labels = list(dict.fromkeys(s.source for s in series))
         return DomainSeries(grid, energy, "+".join(labels))
 
+    def coverage(self, intervals: Sequence[tuple[float, float]], max_gap_s: float) -> np.ndarray:
+        """The share of each [t0, t1] that energy samples cover, in [0, 1].
+
+        A stretch between two consecutive samples (of any domain) counts as covered when it is
+        at most `max_gap_s` long; outside the first and last sample nothing is covered. A
+        request of zero length counts as covered when it lies inside a covered stretch.
+        """
+        grid = np.unique(np.concatenate([s.t for s in self._series(None)] or [np.zeros(0)]))
+        spans = np.asarray(intervals, dtype=float).reshape(-1, 2)
+        if len(spans) == 0:
+            return np.zeros(0)
+        if len(grid) < 2:
+            return np.zeros(len(spans))
+        dt = np.diff(grid)
+        # Covered seconds up to each grid time: a piecewise-linear function of t.
+        covered = np.concatenate([[0.0], np.cumsum(np.where(dt <= max_gap_s, dt, 0.0))])
+        t0, t1 = spans[:, 0], spans[:, 1]
+        length = t1 - t0
+        inside = np.interp(t1, grid, covered) - np.interp(t0, grid, covered)
+        share = np.divide(inside, length, out=np.zeros(len(spans)), where=length > 0)
+        # A zero-length request: covered when the stretch around it is.
+        k = np.clip(np.searchsorted(grid, t0, side="right") - 1, 0, len(dt) - 1)
+        point = (t0 >= grid[0]) & (t0 <= grid[-1]) & (dt[k] <= max_gap_s)
+        return np.where(length > 0, np.clip(share, 0.0, 1.0), point.astype(float))
+
     def anomalies(self, max_gap_s: float) -> list[TimelineAnomaly]:
         """Gaps longer than `max_gap_s`, negative energy deltas and non-increasing times."""
         found: list[TimelineAnomaly] = []

@@ -111,19 +111,44 @@ def label_lines(label: str, band: str = "") -> list[str]:
     return [line for line in (kind, how, band) if line]
 
 
+_MODEL_FILES = (".gguf", ".bin", ".safetensors", ".pt", ".onnx")
+
+
+def model_names(models: Sequence[str]) -> list[str]:
+    """Model names as tables show them: a file path (what some servers' /v1/models reports,
+    e.g. `/root/.cache/x/SmolLM2-135M-Instruct.Q4_1.gguf`) as its file name, unless that would
+    make two different models look alike; every other name as it is."""
+
+    def short(name: str) -> str:
+        if "/" in name and name.lower().endswith(_MODEL_FILES):
+            return name.rsplit("/", 1)[-1]
+        return name
+
+    distinct = set(models)
+    shown = {m: short(m) for m in distinct}
+    clash = len(set(shown.values())) < len(distinct)
+    return [m if clash else shown[m] for m in models]
+
+
+def short_load(load: str) -> str:
+    """A load label for a narrow column: 'concurrency 4' → 'c=4'; an open loop as it is."""
+    return load.replace("concurrency ", "c=")
+
+
 def run_labels(summaries: Sequence[RunSummary]) -> list[str]:
     """A row label per run that tells apart runs of one model: by load, else workload, else id."""
     out = []
-    for s in summaries:
+    names = model_names([s.model for s in summaries])
+    for s, name in zip(summaries, names, strict=True):
         same = [o for o in summaries if o.model == s.model]
-        label = s.model
+        label = name
         if len(same) > 1:
             if len({o.load for o in same}) == len(same):
                 label += f" · {s.load}"
             elif len({o.workload for o in same}) == len(same):
                 label += f" · {s.workload}"
-            else:
-                label += f" · {s.run_id}"
+            else:  # a run id ends with its model's name, which the label already shows
+                label += f" · {s.run_id.removesuffix('-' + s.model)}"
         out.append(label)
     return out
 

@@ -16,18 +16,21 @@ from rich.table import Table
 from rich.text import Text
 
 from perwatt.analysis.metrics import Estimate, RunSummary
+from perwatt.report._fit import FitTable
 from perwatt.report.format import (
     DASH,
     est,
     label_kind,
     label_lines,
     missing_intervals,
+    model_names,
     ms,
     num,
     ordered,
     pct,
     quantity,
     run_labels,
+    short_load,
     si,
     usd,
 )
@@ -59,20 +62,62 @@ INTERVAL_NOTE = (
 )
 
 
-def energy_label(label: str, band: str = "", *, one_line: bool = False) -> Text:
-    """An energy label, coloured by kind: measured green, estimated yellow, stated magenta."""
+def energy_label(
+    label: str, band: str = "", *, one_line: bool = False, warned: bool = False
+) -> Text:
+    """An energy label, coloured by kind: measured green, estimated yellow, stated magenta;
+    `warned` adds a red `! warning` to a run whose measurement carries a warning."""
     lines = label_lines(label, band) or ["unknown"]
-    return Text(" ".join(lines) if one_line else "\n".join(lines),
+    text = Text(" ".join(lines) if one_line else "\n".join(lines),
                 style=_STYLE[label_kind(label)])  # fmt: skip
+    if warned:
+        text.append((" " if one_line else "\n") + "! warning", style="bold red")
+    return text
 
 
-def cell(e: Estimate | None, **kwargs: Any) -> str:
-    """An estimate as a table cell: the value, and its interval on the line below."""
-    return est(e, **kwargs).joined()
+def measurement_warnings(summaries: Sequence[RunSummary]) -> list[str]:
+    """What a reader must know about how runs were measured (a busy machine, requests the
+    energy timeline does not cover), one line per run and warning."""
+    runs = ordered(summaries)
+    return [f"{label}: {w}" for label, s in zip(run_labels(runs), runs, strict=True)
+            for w in s.energy_warnings]  # fmt: skip
 
 
-def _table(title: str) -> Table:
-    return Table(title=title, title_style="bold", header_style="bold")
+def retry_notes(summaries: Sequence[RunSummary]) -> list[str]:
+    """Rate-limited (HTTP 429) and retried requests per run, counted apart from errors."""
+    runs = ordered(summaries)
+    out = []
+    for label, s in zip(run_labels(runs), runs, strict=True):
+        parts = [f"{s.n_rate_limited} rate limited (HTTP 429)"] if s.n_rate_limited else []
+        if s.n_retried:
+            parts.append(f"{s.n_retried} retried (each attempt's energy counts toward its "
+                         "item; its verdict is the last attempt's)")  # fmt: skip
+        if parts:
+            out.append(f"{label}: " + ", ".join(parts))
+    return out
+
+
+def print_warnings(console: Console, summaries: Sequence[RunSummary]) -> None:
+    """The measurement warnings of `summaries`, in red under the table they belong to."""
+    for line in measurement_warnings(summaries):
+        console.print(Text("warning: " + line, style="bold red"))
+
+
+def cell(e: Estimate | None, **kwargs: Any) -> Text:
+    """An estimate as a table cell: the value, and its interval on the line below (plain
+    text: as markup, Rich would swallow "[no CI]" as a style tag)."""
+    return Text(est(e, **kwargs).joined())
+
+
+# Widest a name column gets (model names, run labels): a longer name folds onto more lines, so
+# that a GGUF path cannot squeeze the figures beside it.
+NAME_WIDTH = 24
+
+
+def _table(title: str, keys: int = 1) -> Table:
+    """A table that fits the console it is printed on, splitting its columns over several
+    tables (the first `keys` repeated in each) when they cannot all fit side by side."""
+    return FitTable(title=title, title_style="bold", header_style="bold", keys=keys)
 
 
 # --- one run, or several side by side ----------------------------------------------------------
@@ -81,8 +126,8 @@ def _table(title: str) -> Table:
 def leaderboard(summaries: Sequence[RunSummary], title: str = "perwatt leaderboard") -> Table:
     """Accuracy and energy per run, best correct-answers-per-kJ first; 95% intervals."""
     table = _table(title)
-    table.add_column("model", overflow="fold", min_width=12)
-    for name in ("n", "acc %", "J/query", "net\nJ/query", "J/correct", "correct\n/kJ",
+    table.add_column("model", overflow="fold", min_width=12, max_width=NAME_WIDTH)
+    for name in ("n", "acc %", "J/query", "J/1k\nout tok", "J/correct", "correct\n/kJ",
                  "IPW\nacc/W", "avg W"):  # fmt: skip
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("energy", no_wrap=True)
@@ -93,22 +138,85 @@ def leaderboard(summaries: Sequence[RunSummary], title: str = "perwatt leaderboa
             str(s.n),
             cell(s.accuracy, scale=100),
             cell(s.energy_per_query_j),
-            num(s.net_energy_per_query_j.value),
+            cell(s.j_per_output_token, scale=1000),
             cell(s.joules_per_correct),
             cell(s.correct_per_kj),
             cell(s.ipw),
             cell(s.avg_power_w),
-            energy_label(s.energy_label, s.energy_band),
+            energy_label(s.energy_label, s.energy_band, warned=bool(s.energy_warnings)),
         )
     return table
+
+
+def phase_table(summaries: Sequence[RunSummary]) -> Table:
+    """Energy above idle, per token in and out, and by phase (prefill: sent → first token;
+    decode: the rest), in the leaderboard's order."""
+    table = _table("energy by phase")
+    table.add_column("model", overflow="fold", min_width=12, max_width=NAME_WIDTH)
+    for name in ("net\nJ/query", "J/1k tok\nin+out", "prefill\nJ/query", "decode\nJ/query",
+                 "prefill\nshare %", "prefill\nW", "decode\nW"):  # fmt: skip
+        table.add_column(name, justify="right", no_wrap=True)
+    runs = ordered(summaries)
+    for label, s in zip(run_labels(runs), runs, strict=True):
+        table.add_row(
+            Text(label),
+            num(s.net_energy_per_query_j.value),
+            cell(s.j_per_total_token, scale=1000),
+            cell(s.prefill_energy_per_query_j),
+            cell(s.decode_energy_per_query_j),
+            cell(s.prefill_energy_share, percent=True),
+            cell(s.prefill_power_w),
+            cell(s.decode_power_w),
+        )
+    return table
+
+
+def steady_table(summaries: Sequence[RunSummary]) -> Table:
+    """The steady-state window (every slot busy) beside the whole run: J per 1k output tokens,
+    average power and output tokens/s."""
+    table = _table("steady state beside the whole run")
+    table.add_column("model", overflow="fold", min_width=12, max_width=NAME_WIDTH)
+    table.add_column("load", overflow="fold")
+    for name in ("steady\nwindow s", "J/1k out\nrun", "J/1k out\nsteady", "avg W\nrun",
+                 "avg W\nsteady", "tok/s\nrun", "tok/s\nsteady"):  # fmt: skip
+        table.add_column(name, justify="right", no_wrap=True)
+    runs = ordered(summaries)
+    for label, s in zip(run_labels(runs), runs, strict=True):
+        bounds = (s.steady_start_s, s.steady_end_s)
+        window = bounds[1] - bounds[0] if bounds[0] is not None and bounds[1] is not None else None
+        table.add_row(
+            Text(label),
+            Text(short_load(s.load)),
+            num(window),
+            cell(s.j_per_output_token, scale=1000),
+            cell(s.steady_j_per_output_token, scale=1000),
+            cell(s.avg_power_w),
+            cell(s.steady_power_w),
+            num(s.tokens_per_s),
+            num(s.steady_tokens_per_s),
+        )
+    return table
+
+
+def phase_notes(summaries: Sequence[RunSummary]) -> list[str]:
+    """How each run's steady-state window was found, and figures a run could not give."""
+    runs = ordered(summaries)
+    out = []
+    for label, s in zip(run_labels(runs), runs, strict=True):
+        if s.steady_window:
+            out.append(f"steady state of {label}: {s.steady_window}")
+        for what, e in (("J/1k tok in+out", s.j_per_total_token), ("prefill", s.prefill_power_w)):
+            if e.value is None and e.why:
+                out.append(f"{what} of {label}: {e.why}")
+    return out
 
 
 def latency_table(summaries: Sequence[RunSummary]) -> Table:
     """Latency, throughput and failures per run, in the leaderboard's order."""
     table = _table("latency and throughput")
-    table.add_column("model", overflow="fold", min_width=12)
+    table.add_column("model", overflow="fold", min_width=12, max_width=NAME_WIDTH)
     table.add_column("load", overflow="fold")
-    for name in ("req/s", "tok/s", "TTFT ms\np50/p90/p99", "e2e s\np50/p90/p99",
+    for name in ("req/s", "tok/s", "batch\n(server)", "TTFT ms\np50/p90/p99", "e2e s\np50/p90/p99",
                  "TPOT ms\np50/p90/p99", "ITL ms\np50/p99", "goodput/s",
                  "error/timeout\n/truncated"):  # fmt: skip
         table.add_column(name, justify="right", no_wrap=True)
@@ -116,9 +224,10 @@ def latency_table(summaries: Sequence[RunSummary]) -> Table:
     for label, s in zip(run_labels(runs), runs, strict=True):
         table.add_row(
             Text(label),
-            Text(s.load),
+            Text(short_load(s.load)),
             num(s.requests_per_s),
             num(s.tokens_per_s),
+            num(s.mean_batch_size),
             f"{ms(s.ttft_p50_s)}/{ms(s.ttft_p90_s)}/{ms(s.ttft_p99_s)}",
             f"{num(s.e2e_p50_s)}/{num(s.e2e_p90_s)}/{num(s.e2e_p99_s)}",
             f"{ms(s.tpot_p50_s)}/{ms(s.tpot_p90_s)}/{ms(s.tpot_p99_s)}",
@@ -135,8 +244,12 @@ def domain_table(summaries: Sequence[RunSummary]) -> Table:
     table.add_column("domain", overflow="fold")
     labels = run_labels(summaries)
     for label in labels:
-        table.add_column(f"{label}\nacc % (n)", justify="right", overflow="fold")
-        table.add_column(f"{label}\nJ/q", justify="right", no_wrap=True)
+        # Wrappable, so that a long label folds; no figure is wider than the floor the
+        # columns keep (their longest word, "acc % (n)" at least), so none is broken.
+        table.add_column(f"{label}\nacc % (n)", justify="right", overflow="fold", min_width=9,
+                         max_width=NAME_WIDTH)  # fmt: skip
+        table.add_column(f"{label}\nJ/q", justify="right", overflow="fold",
+                         max_width=NAME_WIDTH)  # fmt: skip
     for domain in sorted({d.domain for s in summaries for d in s.domains}):
         row: list[Any] = [Text(domain)]
         for s in summaries:
@@ -152,30 +265,32 @@ def domain_table(summaries: Sequence[RunSummary]) -> Table:
 def sweep_table(summaries: Sequence[RunSummary], labels: Sequence[str] | None = None) -> Table:
     """One row per model and load level, in the order run: the energy-versus-load view."""
     slo = next((s.slo for s in summaries if s.slo != "none"), "none")
-    table = _table(f"load sweep (goodput: correct and SLO {slo})")
-    table.add_column("model", overflow="fold", min_width=10)
+    table = _table(f"load sweep (goodput: correct and SLO {slo})", keys=2)
+    table.add_column("model", overflow="fold", min_width=10, max_width=NAME_WIDTH)
     table.add_column("load", overflow="fold")
-    for name in ("n", "acc %", "goodput\n/s", "req/s", "tok/s", "J/query", "J/correct",
+    for name in ("n", "acc %", "goodput\n/s", "req/s", "tok/s", "batch", "J/query", "J/correct",
                  "TTFT\np90 ms", "e2e\np90 s", "send lag\np99 ms", "err %"):  # fmt: skip
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("energy", no_wrap=True)
-    for k, s in enumerate(summaries):
+    names = model_names([s.model for s in summaries])
+    for k, (s, name) in enumerate(zip(summaries, names, strict=True)):
         load = labels[k] if labels is not None else s.load
         table.add_row(
-            Text(s.model),
-            Text(load.replace("concurrency ", "c=")),
+            Text(name),
+            Text(short_load(load)),
             str(s.n),
             pct(s.accuracy.value, 0),
             num(s.goodput_rps),
             num(s.requests_per_s),
             num(s.tokens_per_s),
+            num(s.mean_batch_size),
             cell(s.energy_per_query_j),
             cell(s.joules_per_correct),
             ms(s.ttft_p90_s),
             num(s.e2e_p90_s),
             ms(s.send_lag_p99_s),
             f"{100 * s.error_rate:.1f}",
-            energy_label(s.energy_label, s.energy_band),
+            energy_label(s.energy_label, s.energy_band, warned=bool(s.energy_warnings)),
         )
     return table
 
@@ -200,9 +315,14 @@ def print_leaderboard(console: Console, summaries: Sequence[RunSummary]) -> None
     """The leaderboard, the latency and per-domain tables, and how the energy was obtained."""
     notes = [Text(f"energy: {n}", style="dim") for n in energy_notes(summaries)]
     notes += [Text(n, style="dim") for n in interval_notes(summaries)]
+    notes += [Text(n, style="dim") for n in phase_notes(summaries)]
+    notes += [Text(n, style="dim") for n in retry_notes(summaries)]
+    notes += [Text("warning: " + w, style="bold red") for w in measurement_warnings(summaries)]
     console.print(
         Group(
             leaderboard(summaries),
+            phase_table(summaries),
+            steady_table(summaries),
             latency_table(summaries),
             domain_table(summaries),
             Text(INTERVAL_NOTE, style="dim"),
@@ -225,18 +345,19 @@ def print_notes(console: Console, lines: Sequence[str]) -> None:
 def runs_table(listing: Sequence[RunListing]) -> Table:
     """`perwatt runs ls`: one line per run with the kernel's headline figures."""
     table = _table(f"{len(listing)} runs")
-    table.add_column("run", overflow="fold", min_width=10)
+    table.add_column("run", overflow="fold", min_width=10)  # whole: a name to copy
     for name in ("model", "workload", "load", "hardware"):
-        table.add_column(name, overflow="fold")
+        table.add_column(name, overflow="fold", max_width=NAME_WIDTH)
     for name in ("n", "acc %", "J/query", "J/correct"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("energy", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    for row in listing:
+    names = model_names([row.facts.model for row in listing])
+    for row, name in zip(listing, names, strict=True):
         f = row.facts
         table.add_row(
             Text(f.run_id),
-            Text(f.model),
+            Text(name),
             Text(f.workload),
             Text(f.load),
             Text(f.hardware),
@@ -252,9 +373,9 @@ def runs_table(listing: Sequence[RunListing]) -> Table:
 
 def query_table(result: QueryResult, max_rows: int) -> Table:
     """`perwatt runs sql`: the rows of a query."""
-    table = _table(f"{len(result.rows)} rows")
+    table = _table(f"{len(result.rows)} rows", keys=0)
     for column in result.columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", max_width=2 * NAME_WIDTH)
     for row in result.rows[:max_rows]:
         table.add_row(*[Text(_sql_cell(v)) for v in row])
     return table
@@ -279,7 +400,7 @@ def print_route(
         " (external profile, stated)" if report.reference_kind == "external" else ""
     )
     runs = _table(f"runs on {report.n_items} shared items — reference: {ref_text}")
-    runs.add_column("model", overflow="fold", min_width=10)
+    runs.add_column("model", overflow="fold", min_width=10, max_width=NAME_WIDTH)
     runs.add_column("kind")
     for name in ("items\nanswered", "acc %", "J/query", "active\nparams"):
         runs.add_column(name, justify="right", no_wrap=True)
@@ -292,13 +413,13 @@ def print_route(
             pct(c.accuracy),
             num(c.energy_per_query_j),
             si(c.active_params, "") if c.active_params else "unknown",
-            energy_label(c.energy_label),
+            energy_label(c.energy_label, c.energy_band),
         )
     console.print(runs)
 
     cov = report.coverage
     coverage = _table(f"coverage of the {cov.n_items} items (≥ 1 model correct)")
-    coverage.add_column("models", overflow="fold")
+    coverage.add_column("models", overflow="fold", max_width=2 * NAME_WIDTH)
     coverage.add_column("coverage %", justify="right", no_wrap=True)
     for s in cov.singles:
         coverage.add_row(Text(s.models[0]), pct(s.coverage))
@@ -313,7 +434,7 @@ def print_route(
         f"routing against always-{report.reference} ({price} for local energy; "
         f"compute = 2 × active params × {report.tokens_basis})"
     )
-    outcomes.add_column("policy", overflow="fold", min_width=10)
+    outcomes.add_column("policy", overflow="fold", min_width=10, max_width=NAME_WIDTH)
     for name in ("acc %", "to ref %", "energy", "energy\nsaved %", "compute\nsaved %", "cost",
                  "cost\nsaved %"):  # fmt: skip
         outcomes.add_column(name, justify="right", no_wrap=True)
@@ -354,7 +475,7 @@ def print_route(
 
     if report.frontier:
         front = _table("accuracy against joules: oracle routing over subsets (Pareto frontier)")
-        front.add_column("models", overflow="fold")
+        front.add_column("models", overflow="fold", max_width=2 * NAME_WIDTH)
         front.add_column("acc %", justify="right", no_wrap=True)
         front.add_column("energy", justify="right", no_wrap=True)
         for f in report.frontier:
@@ -364,7 +485,7 @@ def print_route(
     if learned is not None:
         table = _table(f"learned router: {learned.embedding}, {learned.classifier}, "
                        f"{learned.folds}-fold cross-validation")  # fmt: skip
-        table.add_column("model", overflow="fold")
+        table.add_column("model", overflow="fold", max_width=NAME_WIDTH)
         for name in ("correct", "base rate %", "CV acc %", "CV AUC"):
             table.add_column(name, justify="right")
         for s in learned.scores:
@@ -408,12 +529,12 @@ def print_comparison(console: Console, c: Comparison) -> None:
     sides = _table(f"compare on {c.n_shared} shared items")
     sides.add_column("", no_wrap=True)
     sides.add_column("run", overflow="fold")
-    sides.add_column("model", overflow="fold")
+    sides.add_column("model", overflow="fold", max_width=NAME_WIDTH)
     sides.add_column("items\nanswered", justify="right")
     sides.add_column("energy", no_wrap=True)
     for name, s in (("A", c.a), ("B", c.b)):
         sides.add_row(name, Text(s.run_id), Text(s.model), str(s.items_answered),
-                      energy_label(s.energy_label))  # fmt: skip
+                      energy_label(s.energy_label, s.energy_band))  # fmt: skip
     console.print(sides)
     energy = (
         c.a.energy_label
@@ -456,8 +577,8 @@ def print_trends(console: Console, report: TrendReport) -> None:
     axis = "model release" if report.by == "release" else "hardware launch"
     points = _table(f"runs by {axis} date")
     points.add_column("date", overflow="fold")
-    points.add_column("model", overflow="fold")
-    points.add_column("hardware", overflow="fold")
+    points.add_column("model", overflow="fold", max_width=NAME_WIDTH)
+    points.add_column("hardware", overflow="fold", max_width=NAME_WIDTH)
     for name in ("acc %", "correct/kJ", "IPW acc/W", "fitted"):
         points.add_column(name, justify="right", no_wrap=True)
     points.add_column("energy", no_wrap=True)
@@ -575,7 +696,7 @@ def agreement_table(scored: Sequence[Any]) -> Table:
     from perwatt.scoring.rescore import agreement_by_model
 
     table = _table("accuracy per model")
-    table.add_column("model", overflow="fold")
+    table.add_column("model", overflow="fold", max_width=NAME_WIDTH)
     for name in ("n", "perwatt acc %", "labelled acc %", "agreement %"):
         table.add_column(name, justify="right", no_wrap=True)
     for m in agreement_by_model(scored):

@@ -18,6 +18,7 @@ so each step is a `str.rfind` or one compiled regex.
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -201,8 +202,10 @@ def numbers_equal(answer: str, reference: str) -> bool:
     return abs(a - b) <= REL_TOL * max(1, abs(b))
 
 
+@functools.lru_cache(maxsize=4096)
 def reference_number(reference: str) -> str | None:
-    """The number a reference stands for: a bare number, or a solution's final answer."""
+    """The number a reference stands for: a bare number, or a solution's final answer (cached:
+    a run asks for the same reference once per answer)."""
     stripped = reference.strip()
     if to_fraction(_normalise(stripped)) is not None:
         return _normalise(stripped)

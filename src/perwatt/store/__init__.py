@@ -14,6 +14,8 @@ from perwatt.store._files import (
     REQUESTS_FILE,
     SCORES_FILE,
     SERVER_LOG_FILE,
+    SERVER_METRICS_FILE,
+    SPEC_FILE,
     SUMMARY_FILE,
 )
 from perwatt.store._manifest import (
@@ -28,6 +30,7 @@ from perwatt.store._manifest import (
     ScoringEntry,
     Segment,
     ServerInfo,
+    ServerMetricsInfo,
     SloInfo,
 )
 from perwatt.store._reader import (
@@ -40,17 +43,20 @@ from perwatt.store._reader import (
     read_run,
     read_scores,
     run_state,
+    saved_spec,
 )
 from perwatt.store._schema import (
     ITEM_SCHEMA,
     POWER_SCHEMA,
     REQUEST_SCHEMA,
     SCORE_SCHEMA,
+    SERVER_METRICS_SCHEMA,
     check_requests,
     items_table,
     power_table,
     records_table,
     scores_table,
+    server_metrics_table,
 )
 from perwatt.store._writer import RunWriter, write_rescored
 
@@ -67,6 +73,9 @@ __all__ = [
     "SCORES_FILE",
     "SCORE_SCHEMA",
     "SERVER_LOG_FILE",
+    "SERVER_METRICS_FILE",
+    "SERVER_METRICS_SCHEMA",
+    "SPEC_FILE",
     "SUMMARY_FILE",
     "AttributionInfo",
     "EnergyInfo",
@@ -82,6 +91,7 @@ __all__ = [
     "ScoringEntry",
     "Segment",
     "ServerInfo",
+    "ServerMetricsInfo",
     "SloInfo",
     "atomic_write",
     "check_requests",
@@ -94,7 +104,9 @@ __all__ = [
     "read_scores",
     "records_table",
     "run_state",
+    "saved_spec",
     "scores_table",
+    "server_metrics_table",
     "to_jsonable",
     "write_json",
     "write_rescored",

@@ -7,4 +7,8 @@ SCORES_FILE = "scores.parquet"
 MANIFEST_FILE = "manifest.json"
 SUMMARY_FILE = "summary.json"
 SERVER_LOG_FILE = "server.log"
+# The endpoint's own counters over time (its Prometheus /metrics), where it exposes them.
+SERVER_METRICS_FILE = "server_metrics.parquet"
 CHECKPOINT_DIR = ".partial"
+# The settings a run was started with, kept in the checkpoint so a resume uses the same ones.
+SPEC_FILE = "spec.json"

@@ -64,6 +64,13 @@ class EnergyTotals(_Section):
     `window_blocks` cuts the workload window (first request sent → last request done) into
     equal blocks of (seconds, joules): the unit of the block bootstrap of average power under
     concurrency, where requests overlap and cannot be resampled on their own.
+
+    `coverage` and `warnings` say how far the figures can be trusted (see the fields).
+
+    `steady_*` is the same for the steady-state window (analysis.metrics.steady_window: every
+    slot busy, ramp-up and ramp-down left out): its bounds on the run's clock, its metered
+    energy and its blocks. None/empty in runs written before perwatt recorded it, or when the
+    run never filled its slots.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -77,6 +84,15 @@ class EnergyTotals(_Section):
     uncertainty: str = ""
     band: str = ""  # e.g. "×/÷2" for the CPU-time estimate; "" for counters
     window_blocks: list[tuple[float, float]] = Field(default_factory=list)
+    steady_start_s: float | None = None
+    steady_end_s: float | None = None
+    steady_j: float | None = None
+    steady_blocks: list[tuple[float, float]] = Field(default_factory=list)
+    # Telemetry coverage: the share of the requests' time that energy samples cover (1.0: every
+    # request fully covered; None in older runs), and what a reader must know about the
+    # measurement (a busy machine, requests outside the timeline), shown beside every table.
+    coverage: float | None = None
+    warnings: list[str] = Field(default_factory=list)
 
 
 class IdleInfo(_Section):
@@ -108,6 +124,7 @@ class ServerInfo(_Section):
     endpoint: str = ""
     energy_scope: str = ""
     software: str = ""
+    software_evidence: str = ""  # how a user's endpoint was recognised (server_software)
     pid: int | None = None
     startup_s: float | None = None
     command: list[str] = Field(default_factory=list)
@@ -116,6 +133,20 @@ class ServerInfo(_Section):
     log: str | None = None  # the server's log, in the run directory
     model_file: str | None = None
     model_sha256: str | None = None
+
+
+class ServerMetricsInfo(_Section):
+    """Scraping the endpoint's Prometheus /metrics during one attempt (server_metrics.parquet):
+    whether it was available and, if not, why (a server without /metrics is not an error)."""
+
+    url: str = ""
+    available: bool = False
+    software: str = ""  # whose names were found: llama.cpp | vLLM | SGLang
+    reason: str = ""  # why not available
+    interval_s: float = 0.0
+    samples: int = 0
+    failed_scrapes: int = 0
+    errors: list[str] = Field(default_factory=list)
 
 
 class Segment(_Section):
@@ -131,6 +162,7 @@ class Segment(_Section):
     energy_sources: list[EnergySourceInfo] = Field(default_factory=list)
     counter_events: list[str] = Field(default_factory=list)
     server: ServerInfo | None = None
+    server_metrics: ServerMetricsInfo | None = None
     # CPU seconds perwatt itself (client, scoring, checkpoints, sampler thread) used while the
     # workload ran: on a small machine that CPU competes with the server.
     harness_cpu_s: float = 0.0
@@ -139,6 +171,12 @@ class Segment(_Section):
     sampler_failed_reads: int = 0
     sampler_errors: list[str] = Field(default_factory=list)
     held_reads: int = 0
+    # Other processes' CPU use (cores, perwatt and the measured server excluded) during the idle
+    # baseline and the workload (None: not measured, e.g. an endpoint whose pid is unknown), and
+    # the warnings it gave (energy.machine_load).
+    other_cpu_cores_idle: float | None = None
+    other_cpu_cores_workload: float | None = None
+    machine_warnings: list[str] = Field(default_factory=list)
 
 
 class ScoringEntry(_Section):

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from perwatt.config import RunSpec
 from perwatt.errors import PerwattError
 from perwatt.records import Item, RequestRecord
 from perwatt.store._files import (
@@ -30,13 +31,18 @@ from perwatt.store._files import (
     POWER_FILE,
     REQUESTS_FILE,
     SCORES_FILE,
+    SERVER_METRICS_FILE,
+    SPEC_FILE,
     SUMMARY_FILE,
 )
 from perwatt.store._manifest import Manifest
 from perwatt.store._schema import (
     ITEM_SCHEMA,
     POWER_SCHEMA,
+    REQUEST_SCHEMA,
+    REQUIRED_REQUEST_COLUMNS,
     SCORE_SCHEMA,
+    SERVER_METRICS_SCHEMA,
     check_requests,
     check_table,
     items_from_table,
@@ -46,14 +52,65 @@ from perwatt.store._schema import (
 RunState = Literal["complete", "interrupted", "unfinished"]
 
 
-@dataclass(frozen=True)
 class RunData:
-    """A run directory read back from disk: its typed manifest and checked tables."""
+    """A run directory read back from disk: its typed manifest and checked tables.
 
-    path: Path
-    manifest: Manifest
-    requests: pa.Table
-    power: pa.Table
+    The request rows are read from requests.parquet when first asked for, and kept: all of them
+    (`requests`, for what shows every column: re-scoring, the HTML samples, `runs sql`) or only
+    some columns (`request_columns`, what the metrics kernel reads: a third of the table, most
+    of it numbers). Either way they are checked against the contract first, so a table of the
+    wrong shape is one clear error naming the file. `read_run` has already checked the file's
+    schema and its statuses. A RunData made from tables in memory (`requests` given, no file)
+    serves both from that table, which its maker has checked (`check_requests`).
+    """
+
+    __slots__ = ("_columns", "_requests", "manifest", "path", "power")
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        requests: pa.Table | None = None,
+        power: pa.Table | None = None,
+    ) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.power = power
+        self._requests = requests
+        self._columns: pa.Table | None = None  # the columns read so far (no full table yet)
+
+    def __repr__(self) -> str:
+        return f"RunData({str(self.path)!r}, run_id={self.manifest.run_id!r})"
+
+    @property
+    def requests(self) -> pa.Table:
+        """Every column of requests.parquet, checked (read on first use, then kept)."""
+        if self._requests is None:
+            file = self.path / REQUESTS_FILE
+            self._requests = check_requests(_read_parquet(file), file)
+            self._columns = None  # the whole table serves every projection from now on
+        return self._requests
+
+    def request_columns(self, names: Sequence[str]) -> pa.Table:
+        """These columns of the request rows, in this order, checked and typed as in
+        `requests` (a column the run's file lacks, one added to the contract after it was
+        written, reads as null). Each column is read from the file once, then kept."""
+        names = list(names)
+        unknown = [name for name in names if name not in REQUEST_SCHEMA.names]
+        if unknown:
+            raise ValueError(f"no request column {unknown[0]!r}")
+        if self._requests is not None:
+            return self._requests.select(names)
+        have = self._columns
+        missing = [n for n in names if have is None or n not in have.column_names]
+        if missing:
+            read = _read_request_columns(self.path / REQUESTS_FILE, missing)
+            if have is not None:
+                for name in have.column_names:
+                    if name not in read.column_names:
+                        read = read.append_column(have.field(name), have.column(name))
+            self._columns = have = read
+        return have.select(names)
 
     @property
     def run_id(self) -> str:
@@ -71,6 +128,11 @@ class RunData:
         items.parquet: one written before perwatt stored them)."""
         return _items(self.path)
 
+    def server_metrics(self) -> pa.Table | None:
+        """server_metrics.parquet, checked (None for a run without it: an endpoint without
+        /metrics, or a run written before perwatt scraped it)."""
+        return _server_metrics(self.path)
+
     def summary_json(self) -> dict[str, Any] | None:
         """summary.json as written (None when missing or unreadable); the analysis layer checks
         whether it still describes the rows on disk."""
@@ -82,7 +144,9 @@ class RunData:
         return data if isinstance(data, dict) else None
 
     def requests_digest(self) -> str:
-        """sha256 of requests.parquet: what a summary was computed from."""
+        """sha256 of requests.parquet's bytes, the file as stored. (A summary's
+        `requests_sha256` is another digest: of the rows the kernel reads, whatever file holds
+        them; see `analysis.summaries.rows_digest`.)"""
         return file_digest(self.path / REQUESTS_FILE)
 
 
@@ -116,12 +180,44 @@ def read_run(run_dir: Path) -> RunData:
     if not manifest_path.is_file():
         raise PerwattError(f"{run_dir} is not a perwatt run directory (no {MANIFEST_FILE})")
     manifest = read_manifest(manifest_path)
-    requests = check_requests(_read_parquet(run_dir / REQUESTS_FILE), run_dir / REQUESTS_FILE)
     power = check_table(
         _read_parquet(run_dir / POWER_FILE), POWER_SCHEMA, run_dir / POWER_FILE,
         ("t", "domain", "energy_j"),
     )  # fmt: skip
-    return RunData(path=run_dir, manifest=manifest, requests=requests, power=power)
+    run = RunData(path=run_dir, manifest=manifest, power=power)
+    # The contract's checks now, on the file's schema and the two columns they read; the other
+    # columns are read (and cast) when first asked for.
+    run.request_columns(("status", "correct"))
+    return run
+
+
+def _read_request_columns(file: Path, names: Sequence[str]) -> pa.Table:
+    """Only `names` of a requests file (with `status` and `correct`, which the contract's
+    checks read), checked against the contract; the whole file's schema is checked too."""
+    schema = _read_schema(file)
+    check_request_schema(schema, file)
+    wanted = list(dict.fromkeys([*names, "status", "correct"]))
+    present = [name for name in wanted if name in schema.names]
+    return check_requests(_read_parquet(file, present), file, wanted)
+
+
+def check_request_schema(schema: pa.Schema, path: Path) -> None:
+    """A requests file's schema (its footer: no rows read) against the contract: every
+    required column there and every column of a type that casts to the contract's. (A column
+    whose values do not cast, numbers stored as words, is found when it is read.)"""
+    missing = [name for name in REQUIRED_REQUEST_COLUMNS if name not in schema.names]
+    if missing:
+        raise PerwattError(f"{path}: not a perwatt table (no column {missing[0]!r})")
+    for wanted in REQUEST_SCHEMA:
+        if wanted.name not in schema.names:
+            continue
+        found = schema.field(wanted.name).type
+        try:
+            pa.nulls(0, found).cast(wanted.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise PerwattError(
+                f"{path}: column {wanted.name!r} is {found}, expected {wanted.type}"
+            ) from None
 
 
 def read_scores(run_dir: Path) -> pa.Table | None:
@@ -142,6 +238,19 @@ def _items_cached(path: Path, mtime_ns: int) -> tuple[Item, ...]:
         raise PerwattError(f"{file}: malformed item ({exc})") from None
 
 
+@functools.lru_cache(maxsize=32)
+def _server_metrics_cached(path: Path, mtime_ns: int) -> pa.Table:
+    file = path / SERVER_METRICS_FILE
+    return check_table(_read_parquet(file), SERVER_METRICS_SCHEMA, file, ("t", "requests_running"))
+
+
+def _server_metrics(run_dir: Path) -> pa.Table | None:
+    file = run_dir / SERVER_METRICS_FILE
+    if not file.is_file():
+        return None
+    return _server_metrics_cached(run_dir, file.stat().st_mtime_ns)
+
+
 def _items(run_dir: Path) -> list[Item] | None:
     file = run_dir / ITEMS_FILE
     if not file.is_file():
@@ -149,11 +258,38 @@ def _items(run_dir: Path) -> list[Item] | None:
     return list(_items_cached(run_dir, file.stat().st_mtime_ns))
 
 
-def _read_parquet(path: Path) -> pa.Table:
+def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     try:
-        return pq.read_table(path)
+        return pq.read_table(path, columns=None if columns is None else list(columns))
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise PerwattError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+
+
+def _read_schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise PerwattError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+
+
+def saved_spec(run_dir: Path) -> RunSpec | None:
+    """The settings a run was started with: the checkpoint's (a run that has not finished),
+    else its manifest's; None when `run_dir` holds neither. Endpoint URLs come back redacted."""
+    path = run_dir / CHECKPOINT_DIR / SPEC_FILE
+    if path.is_file():
+        try:
+            return RunSpec.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError) as exc:
+            raise PerwattError(f"{path}: not a perwatt checkpoint ({_first_error(exc)})") from None
+    if (run_dir / MANIFEST_FILE).is_file():
+        return read_manifest(run_dir / MANIFEST_FILE).config
+    return None
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return str(exc.errors()[0]["msg"])
+    return str(exc)
 
 
 def run_state(path: Path) -> RunState | None:

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from perwatt.endpoints.server_metrics import ServerMetricsRow
 from perwatt.energy.timeline import TimelineRow
 from perwatt.errors import PerwattError
 from perwatt.records import STATUSES, Example, Item, RequestRecord
@@ -52,6 +53,16 @@ REQUEST_SCHEMA = pa.schema(
         ("energy_net_j", pa.float64()),
         ("energy_source", pa.string()),
         ("itl_s", pa.list_(pa.float64())),
+        ("token_count_source", pa.string()),
+        ("cached_tokens", pa.int64()),
+        ("server_prompt_ms", pa.float64()),
+        ("server_predicted_ms", pa.float64()),
+        ("error_kind", pa.string()),
+        ("http_status", pa.int64()),
+        ("attempt", pa.int64()),
+        ("retried", pa.bool_()),
+        ("prefill_energy_j", pa.float64()),
+        ("decode_energy_j", pa.float64()),
     ]
 )
 assert REQUEST_SCHEMA.names == RequestRecord.column_names()
@@ -69,6 +80,21 @@ POWER_SCHEMA = pa.schema(
     ]
 )
 assert POWER_SCHEMA.names == [f.name for f in dataclasses.fields(TimelineRow)]
+
+# server_metrics.parquet: one row per scrape of the endpoint's /metrics (`ServerMetricsRow`).
+SERVER_METRICS_SCHEMA = pa.schema(
+    [
+        ("t", pa.float64()),  # seconds since the run's start, the clock of the request rows
+        ("software", pa.string()),  # llama.cpp | vLLM | SGLang
+        ("requests_running", pa.float64()),  # in the batch (llama.cpp: slots processing)
+        ("requests_waiting", pa.float64()),  # queued for a slot
+        ("kv_cache_usage", pa.float64()),  # fraction 0..1, where the server reports it
+        ("prompt_tokens_total", pa.float64()),  # counters since the server started
+        ("generation_tokens_total", pa.float64()),
+        ("cached_prompt_tokens_total", pa.float64()),
+    ]
+)
+assert SERVER_METRICS_SCHEMA.names == [f.name for f in dataclasses.fields(ServerMetricsRow)]
 
 ITEM_SCHEMA = pa.schema(
     [
@@ -122,6 +148,12 @@ def power_table(rows: Sequence[TimelineRow]) -> pa.Table:
     """power.parquet's table: one row per sample and domain."""
     columns = {name: [getattr(r, name) for r in rows] for name in POWER_SCHEMA.names}
     return pa.table(columns, schema=POWER_SCHEMA)
+
+
+def server_metrics_table(rows: Sequence[ServerMetricsRow]) -> pa.Table:
+    """server_metrics.parquet's table: one row per scrape."""
+    columns = {name: [getattr(r, name) for r in rows] for name in SERVER_METRICS_SCHEMA.names}
+    return pa.table(columns, schema=SERVER_METRICS_SCHEMA)
 
 
 def items_table(items: Sequence[Item], prompts: Mapping[str, Any]) -> pa.Table:
@@ -197,10 +229,20 @@ def check_table(
     return pa.table(columns, schema=schema)
 
 
-def check_requests(table: pa.Table, path: Path) -> pa.Table:
+def check_requests(table: pa.Table, path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     """A requests table checked against the contract: schema, known statuses, and the rule that
-    only a complete answer (status `ok`) can be correct."""
-    table = check_table(table, REQUEST_SCHEMA, path, REQUIRED_REQUEST_COLUMNS)
+    only a complete answer (status `ok`) can be correct.
+
+    With `columns`, only those columns of the contract (in that order, `status` and `correct`
+    added when not among them: the checks read them) are checked and returned; the caller
+    checks the others' presence (`check_request_schema`)."""
+    if columns is None:
+        table = check_table(table, REQUEST_SCHEMA, path, REQUIRED_REQUEST_COLUMNS)
+    else:
+        names = list(dict.fromkeys([*columns, "status", "correct"]))
+        schema = pa.schema([REQUEST_SCHEMA.field(name) for name in names])
+        required = [name for name in REQUIRED_REQUEST_COLUMNS if name in names]
+        table = check_table(table, schema, path, required)
     status = table.column("status")
     unknown = pc.unique(pc.filter(status, pc.invert(pc.is_in(status, pa.array(STATUSES)))))
     if len(unknown):

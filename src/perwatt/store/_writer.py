@@ -1,7 +1,10 @@
 """Writing a run directory: append-and-checkpoint while the run goes, finalize atomically.
 
-While a run is going, each completed request is appended to a checkpoint (`.partial/`) and
-flushed to disk, so a crash or Ctrl-C loses nothing that finished and `--resume` can continue.
+While a run is going, completed requests are appended to a checkpoint (`.partial/`) by a
+writer thread that commits them (write + fsync) in groups — every `COMMIT_INTERVAL_S` or
+`COMMIT_MAX_RECORDS` records, whichever comes first — so the event loop never waits on the
+disk. A crash loses at most the last uncommitted group (at most 100 ms of answers), and
+`--resume` re-sends exactly those: nothing committed is repeated, nothing is lost.
 The final files are written under a temporary name and renamed into place; the manifest goes
 last, so its presence says the other files are whole. A run directory has one writer at a time:
 an exclusive lock, held for the writer's life and released by the kernel when its process dies.
@@ -14,14 +17,19 @@ import dataclasses
 import fcntl
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from perwatt.config import RunSpec
+from perwatt.endpoints.server_metrics import ServerMetricsRow
 from perwatt.energy.timeline import TimelineRow
 from perwatt.errors import PerwattError
 from perwatt.files import TEMP_SUFFIX, remove_temp_files, write_json, write_table
@@ -34,12 +42,18 @@ from perwatt.store._files import (
     REQUESTS_FILE,
     SCORES_FILE,
     SERVER_LOG_FILE,
+    SERVER_METRICS_FILE,
+    SPEC_FILE,
     SUMMARY_FILE,
 )
 from perwatt.store._manifest import Manifest, Segment
-from perwatt.store._schema import items_table, power_table, records_table
+from perwatt.store._schema import items_table, power_table, records_table, server_metrics_table
 
 _SEGMENTS = TypeAdapter(list[Segment])
+# A group of checkpointed requests is committed (write + fsync) at least this often...
+COMMIT_INTERVAL_S = 0.1
+# ...or as soon as it holds this many records.
+COMMIT_MAX_RECORDS = 512
 # Who holds a run directory's lock, for the error a second writer gets.
 HOLDER_FILE = "writer"
 
@@ -67,8 +81,9 @@ class RunWriter:
         self.checkpoint.mkdir(parents=True, exist_ok=True)
         remove_temp_files(self.checkpoint)
         (self.checkpoint / HOLDER_FILE).write_text(f"perwatt (pid {os.getpid()})\n")
-        self._requests = _open_append(self.checkpoint / "requests.jsonl")
+        self._requests = _GroupCommitter(_open_append(self.checkpoint / "requests.jsonl"))
         self._power = _open_append(self.checkpoint / "power.jsonl")
+        self._server_metrics: Any = None  # opened at the first scrape
 
     # -- what earlier attempts left ------------------------------------------------------------
 
@@ -78,6 +93,10 @@ class RunWriter:
 
     def checkpointed_power(self) -> list[TimelineRow]:
         return [TimelineRow(**row) for row in _read_jsonl(self.checkpoint / "power.jsonl")]
+
+    def checkpointed_server_metrics(self) -> list[ServerMetricsRow]:
+        return [ServerMetricsRow(**row)
+                for row in _read_jsonl(self.checkpoint / "server_metrics.jsonl")]  # fmt: skip
 
     def checkpointed_segments(self) -> list[Segment]:
         path = self.checkpoint / "segments.json"
@@ -92,6 +111,10 @@ class RunWriter:
 
     # -- writing -------------------------------------------------------------------------------
 
+    def save_spec(self, spec: RunSpec) -> None:
+        """The run's settings (redacted), so that a resume continues with the same ones."""
+        write_json(self.checkpoint / SPEC_FILE, spec.redacted())
+
     def save_segments(self, segments: Sequence[Segment]) -> None:
         """Record the attempts of this run so a resume can continue them."""
         write_json(self.checkpoint / "segments.json", list(segments))
@@ -101,16 +124,43 @@ class RunWriter:
         write_table(self.run_dir / ITEMS_FILE, items_table(items, prompts))
 
     def append_request(self, record: RequestRecord) -> None:
-        """Checkpoint one completed request; it is on disk when this returns."""
-        self._requests.write(json.dumps(dataclasses.asdict(record)) + "\n")
-        self._requests.flush()
-        os.fsync(self._requests.fileno())
+        """Queue one completed request for the checkpoint; it is on disk within
+        COMMIT_INTERVAL_S (or at `commit()`). Never blocks on the disk."""
+        self._requests.put(record)
+
+    def commit(self) -> None:
+        """Wait until every queued request is on disk; a failed write is raised here."""
+        self._requests.commit()
 
     def append_power(self, rows: Iterable[TimelineRow]) -> None:
+        """Checkpoint energy samples; a failed write (a full disk) is one clear PerwattError."""
         lines = [json.dumps(dataclasses.asdict(r)) + "\n" for r in rows]
         if lines:
-            self._power.writelines(lines)
-            self._power.flush()
+            try:
+                self._power.writelines(lines)
+                self._power.flush()
+            except OSError as exc:
+                raise _write_failed(self._power.name, exc) from None
+
+    def append_server_metrics(self, rows: Iterable[ServerMetricsRow]) -> None:
+        """Checkpoint scrapes of the endpoint's /metrics (from the scraper's thread)."""
+        lines = [json.dumps(dataclasses.asdict(r)) + "\n" for r in rows]
+        if not lines:
+            return
+        if self._server_metrics is None:
+            self._server_metrics = _open_append(self.checkpoint / "server_metrics.jsonl")
+        try:
+            self._server_metrics.writelines(lines)
+            self._server_metrics.flush()
+        except OSError as exc:
+            raise _write_failed(self._server_metrics.name, exc) from None
+
+    def write_server_metrics(self) -> None:
+        """server_metrics.parquet from the scrapes of every attempt (no file when there are
+        none); written when scraping stops, so the summary can read it before finalize."""
+        rows = self.checkpointed_server_metrics()
+        if rows:
+            write_table(self.run_dir / SERVER_METRICS_FILE, server_metrics_table(rows))
 
     def finalize(
         self,
@@ -140,18 +190,44 @@ class RunWriter:
         self.close()
 
     def _close_files(self) -> None:
-        for handle in (self._requests, self._power):
-            if not handle.closed:
-                handle.close()
+        # Every file is closed even when one fails (a full disk); the first failure is raised.
+        failures: list[PerwattError] = []
+        try:
+            self._requests.close()
+        except PerwattError as exc:
+            failures.append(exc)
+        for handle in (self._power, self._server_metrics):
+            if handle is not None and not handle.closed:
+                try:
+                    handle.close()
+                except OSError as exc:
+                    failures.append(_write_failed(handle.name, exc))
+        if failures:
+            raise failures[0]
 
     def close(self) -> None:
         """Close the checkpoint files and release the run directory's lock."""
-        self._close_files()
+        try:
+            self._close_files()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         if self._lock is not None:
             with contextlib.suppress(OSError):
                 (self.checkpoint / HOLDER_FILE).unlink(missing_ok=True)
             os.close(self._lock)  # closing the descriptor releases the flock
             self._lock = None
+
+
+def _write_failed(name: str, exc: OSError) -> PerwattError:
+    """A checkpoint write that failed (ENOSPC, EIO): the rows before it are kept, and a resume
+    after freeing space continues; a gap it leaves in the energy timeline is a warning of the
+    run (telemetry coverage), never a silent hole."""
+    return PerwattError(
+        f"cannot write the run's checkpoint {name}: {exc.strerror or exc}; the requests written "
+        "before are kept — free space and continue with --resume"
+    )
 
 
 def _lock(run_dir: Path) -> int:
@@ -228,7 +304,7 @@ def write_rescored(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX,
                                     dir=target.parent))  # fmt: skip
     try:
-        for name in (POWER_FILE, ITEMS_FILE, SERVER_LOG_FILE):
+        for name in (POWER_FILE, ITEMS_FILE, SERVER_LOG_FILE, SERVER_METRICS_FILE):
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, staging / name)
         write_table(staging / SCORES_FILE, scores)
@@ -242,3 +318,87 @@ def write_rescored(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+class _GroupCommitter:
+    """A thread that appends queued records to a checkpoint file in groups: one write, one
+    flush and one fsync per group, off the caller's thread. A write that fails (a full disk)
+    is kept and raised, as a PerwattError, by the next `put` or `commit`."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._queue: queue.SimpleQueue[RequestRecord | None] = queue.SimpleQueue()
+        self._done = threading.Condition()
+        self._queued = 0
+        self._written = 0
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="perwatt-checkpoint", daemon=True)
+        self._thread.start()
+
+    def put(self, record: RequestRecord) -> None:
+        self._raise_failure()
+        self._queued += 1
+        self._queue.put(record)
+
+    def commit(self) -> None:
+        with self._done:
+            while self._written < self._queued and self._error is None and self._thread.is_alive():
+                self._done.wait(0.5)
+        self._raise_failure()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the thread and close the file, whatever fails on the way
+        (the first failure is raised, once)."""
+        failure: PerwattError | None = None
+        if self._thread.is_alive():
+            try:
+                self.commit()
+            except PerwattError as exc:
+                failure = exc
+            self._queue.put(None)
+            self._thread.join()
+        if not self._handle.closed:
+            try:
+                self._handle.close()  # closes the descriptor even when its last flush fails
+            except OSError as exc:
+                self._error = self._error or exc
+        if failure is not None:
+            self._error = None
+            raise failure
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise _write_failed(self._handle.name, error) from None
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                return
+            group, deadline = [first], time.monotonic() + COMMIT_INTERVAL_S
+            while len(group) < COMMIT_MAX_RECORDS:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+                try:
+                    nxt = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                group.append(nxt)
+            # `vars` is the record's own dict: no deep copy (dataclasses.asdict copies lists).
+            text = "".join(json.dumps(vars(r)) + "\n" for r in group)
+            try:
+                self._handle.write(text)
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError as exc:
+                self._error = exc
+            with self._done:
+                self._written += len(group)
+                self._done.notify_all()

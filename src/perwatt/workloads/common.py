@@ -94,6 +94,10 @@ def read_rows(path: Path) -> list[SourceRow]:
     )
 
 
+# Python's JSON parser recurses per nesting level; a record is never nested this deep.
+TOO_DEEP = "JSON nested too deeply to be a dataset record"
+
+
 def _jsonl_rows(path: Path) -> Iterator[SourceRow]:
     index = 0
     with path.open(encoding="utf-8") as handle:
@@ -105,6 +109,8 @@ def _jsonl_rows(path: Path) -> Iterator[SourceRow]:
                     data = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise PerwattError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+                except RecursionError:
+                    raise PerwattError(f"{path}:{number}: {TOO_DEEP}") from None
                 if not isinstance(data, dict):
                     raise PerwattError(
                         f"{path}:{number}: expected a JSON object, got {type(data).__name__}"
@@ -126,6 +132,8 @@ def _json_rows(path: Path) -> list[SourceRow]:
         if exc.msg == "Extra data":  # JSON Lines saved as .json (the hub's own exports do this)
             return list(_jsonl_rows(path))
         raise PerwattError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise PerwattError(f"{path}: {TOO_DEEP}") from None
     if not isinstance(data, list):
         raise PerwattError(f"{path}: expected a JSON array of records")
     rows = []

@@ -7,6 +7,7 @@ The routing charts: convert the routing analysis (`perwatt.analysis.routing`) to
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from perwatt.report.format import num
 from perwatt.report.html._markup import COLORS, kind_of, layout, pt
 
 if TYPE_CHECKING:
-    from perwatt.analysis.report_data import LoadSweep, PowerSeries
+    from perwatt.analysis.report_data import LoadSweep, PowerSeries, ServerSeries
     from perwatt.analysis.routing import RoutingReport
     from perwatt.report.html._sections import View
 
@@ -129,7 +130,7 @@ def load_figure(sweeps: Sequence[tuple[LoadSweep, list[View]]], closed: bool) ->
         title_text="requests in flight" if closed else "offered rate, requests/s",
     )
     fig.update_yaxes(rangemode="tozero")
-    fig.updatelayout(**layout(640))
+    fig.update_layout(**layout(640))
     return fig
 
 
@@ -169,7 +170,7 @@ def routing_figure(chart: RoutingChart) -> Any:
             annotation_text=pt(chart.reference_name),
             annotation_position="top left",
         )
-    fig.updatelayout(
+    fig.update_layout(
         **layout(400),
         title={"text": pt(chart.title)},
         xaxis={"title": {"text": pt(chart.x_title)}},
@@ -353,9 +354,46 @@ def power_figure(v: View, series: Sequence[PowerSeries]) -> Any:
                     hovertemplate=f"idle baseline {idle:.3g} W<extra></extra>",
                 )
             )
-    fig.updatelayout(
+    server = v.data.server
+    extra: dict[str, Any] = {}
+    if server is not None:
+        _add_server_traces(fig, server)
+        most = max((x for x in (*server.requests_running, *server.requests_waiting)
+                    if x is not None), default=1.0)  # fmt: skip
+        most = max(most, 1.0)
+        # Whole requests on the axis: ticks every 1, 2, ... up to about five of them.
+        extra["yaxis2"] = {"title": {"text": pt(f"requests in the server ({server.software})")},
+                           "overlaying": "y", "side": "right", "range": [0, most * 1.12],
+                           "tick0": 0, "dtick": max(1, math.ceil(most / 5)),
+                           "showgrid": False}  # fmt: skip
+    fig.update_layout(
         **layout(300),
         xaxis={"title": {"text": "seconds since run start"}, "rangemode": "tozero"},
         yaxis={"title": {"text": pt(f"W ({v.summary.energy_label})")}, "range": [0, top]},
+        **extra,
     )
     return fig
+
+
+def _add_server_traces(fig: Any, server: ServerSeries) -> None:
+    """The server's requests running (its batch) and waiting, on the right-hand axis; KV-cache
+    use, where the server reports it, in the running line's hover."""
+    import plotly.graph_objects as go
+
+    kv = ["" if x is None else f"<br>KV-cache {100 * x:.0f}%" for x in server.kv_cache_usage]
+    for name, values, dash in (("running (batch)", server.requests_running, "solid"),
+                               ("waiting", server.requests_waiting, "dot")):  # fmt: skip
+        if all(x is None for x in values):
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=server.t,
+                y=values,
+                yaxis="y2",
+                mode="lines",
+                line={"color": "#ff7f0e", "width": 1.2, "shape": "hv", "dash": dash},
+                name=pt(f"server: requests {name}"),
+                customdata=kv,
+                hovertemplate=f"t %{{x:.2f}} s<br>{name} %{{y:.0f}}%{{customdata}}<extra></extra>",
+            )
+        )

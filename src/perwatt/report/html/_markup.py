@@ -124,10 +124,13 @@ def layout(height: int) -> dict[str, Any]:
         "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
     }
 
-def badge(label: str) -> Markup:
+def badge(label: str, band: str = "") -> Markup:
+    """An energy label as a coloured badge: its kind, its method and its uncertainty band."""
     kind, _, how = label.partition(":")
     css = {"measured": "measured", "estimated": "estimated"}.get(label_kind(label), "unknown")
-    return el("span", kind or "unlabelled", el("small", how) if how else "", class_=f"badge {css}")
+    return el("span", kind or "unlabelled", el("small", how) if how else "",
+              el("small", band, class_="band") if band else "", class_=f"badge {css}")  # fmt: skip
+
 
 def value_html(value: Any) -> Markup:
     """Any manifest value as escaped HTML: nested mappings become small tables."""
@@ -205,6 +208,8 @@ h4 { font-size: 13px; margin: 12px 0 4px; color: var(--muted); text-transform: u
 .callout { border-left: 4px solid #2c7a3f; background: #eef7f0; padding: 8px 14px;
   border-radius: 4px; font-size: 13px; }
 .callout.warn { border-color: #c98a00; background: #fff7e0; }
+.callout.alert { border-color: #b3261e; background: #fdecea; }
+small.alert { color: #b3261e; font-weight: 600; display: block; }
 .callout ul { margin: 4px 0 0; padding-left: 18px; }
 .scroll { overflow-x: auto; }
 table.board { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }

@@ -82,7 +82,21 @@ def views(data: ReportData) -> list[View]:
 
 
 def _energy_callout(views: Sequence[View]) -> Markup:
+    warnings = [f"{v.label}: {w}" for v in views for w in v.summary.energy_warnings]
+    box = _warnings_box(warnings)
     notes = [n for n in dict.fromkeys(v.summary.energy_uncertainty for v in views) if n]
+    return join([box, _how_obtained(views, notes)])
+
+
+def _warnings_box(warnings: Sequence[str]) -> Markup:
+    """Measurement warnings (a busy machine, requests outside the energy timeline), in red."""
+    if not warnings:
+        return Markup("")
+    return el("div", el("strong", "Measurement warnings: read these figures with care."),
+              el("ul", join(el("li", w) for w in warnings)), class_="callout alert")  # fmt: skip
+
+
+def _how_obtained(views: Sequence[View], notes: Sequence[str]) -> Markup:
     estimated = [v.label for v in views if v.summary.energy_label.startswith("estimated")]
     if not estimated and not notes:
         return Markup("")
@@ -102,8 +116,8 @@ def _energy_callout(views: Sequence[View]) -> Markup:
 
 def _leaderboard_section(views: Sequence[View]) -> Markup:
     head = [
-        "model", "n", "acc %", "J/query", "net J/query", "J/correct", "correct /kJ",
-        "IPW acc/W", "avg W", "e2e p50 s", "energy",
+        "model", "n", "acc %", "J/query", "net J/query", "J/1k out tok", "J/correct",
+        "correct /kJ", "IPW acc/W", "avg W", "e2e p50 s", "energy",
     ]  # fmt: skip
     rows = []
     for v in views:
@@ -123,12 +137,14 @@ def _leaderboard_section(views: Sequence[View]) -> Markup:
                 el("td", est_html(s.accuracy, 100)),
                 el("td", est_html(s.energy_per_query_j)),
                 el("td", est_html(s.net_energy_per_query_j)),
+                el("td", est_html(s.j_per_output_token, 1000)),
                 el("td", est_html(s.joules_per_correct)),
                 el("td", est_html(s.correct_per_kj)),
                 el("td", est_html(s.ipw)),
                 el("td", est_html(s.avg_power_w)),
                 el("td", est_html(v.e2e_p50)),
-                el("td", badge(s.energy_label)),
+                el("td", badge(s.energy_label, s.energy_band),
+                   el("small", "! warning", class_="alert") if s.energy_warnings else ""),
             )
         )
     table = el(
@@ -138,7 +154,8 @@ def _leaderboard_section(views: Sequence[View]) -> Markup:
         class_="board",
     )
     lat_head = [
-        "model", "load", "req/s", "tok/s", "TTFT ms p50/p90/p99", "e2e s p50/p90/p99",
+        "model", "load", "req/s", "tok/s", "batch (server)", "TTFT ms p50/p90/p99",
+        "e2e s p50/p90/p99",
         "TPOT ms p50", "ITL ms p50/p99", "goodput/s", "correct", "error/timeout/truncated",
     ]  # fmt: skip
     lat_rows = [
@@ -148,6 +165,11 @@ def _leaderboard_section(views: Sequence[View]) -> Markup:
             el("td", v.summary.load, class_="text"),
             el("td", num(v.summary.requests_per_s)),
             el("td", num(v.summary.tokens_per_s)),
+            el(
+                "td",
+                num(v.summary.mean_batch_size),
+                title="requests the server ran at once (its /metrics), mean over the workload",
+            ),
             el(
                 "td",
                 f"{ms(v.summary.ttft_p50_s)}/{ms(v.summary.ttft_p90_s)}/"
@@ -175,6 +197,40 @@ def _leaderboard_section(views: Sequence[View]) -> Markup:
         el("tbody", join(lat_rows)),
         class_="board",
     )
+    phase_head = [
+        "model", "load", "J/1k tok in+out", "prefill J/query", "decode J/query",
+        "prefill share %", "prefill W", "decode W", "steady window s", "J/1k out tok steady",
+        "avg W steady", "tok/s steady",
+    ]  # fmt: skip
+    phase_rows = []
+    for v in views:
+        s = v.summary
+        bounds = (s.steady_start_s, s.steady_end_s)
+        window = bounds[1] - bounds[0] if bounds[0] is not None and bounds[1] is not None else None
+        total_why = s.j_per_total_token.why or None  # e.g. no prompt-token counts
+        phase_rows.append(
+            el(
+                "tr",
+                el("td", el("strong", v.label), class_="model"),
+                el("td", s.load, class_="text"),
+                el("td", est_html(s.j_per_total_token, 1000), title=total_why),
+                el("td", est_html(s.prefill_energy_per_query_j)),
+                el("td", est_html(s.decode_energy_per_query_j)),
+                el("td", est_html(s.prefill_energy_share, 100)),
+                el("td", est_html(s.prefill_power_w)),
+                el("td", est_html(s.decode_power_w)),
+                el("td", num(window), title=s.steady_window or None),
+                el("td", est_html(s.steady_j_per_output_token, 1000)),
+                el("td", est_html(s.steady_power_w)),
+                el("td", num(s.steady_tokens_per_s)),
+            )
+        )
+    phases = el(
+        "table",
+        el("thead", el("tr", join(el("th", h) for h in phase_head))),
+        el("tbody", join(phase_rows)),
+        class_="board",
+    )
     return join(
         [
             el(
@@ -189,6 +245,18 @@ def _leaderboard_section(views: Sequence[View]) -> Markup:
             el("div", table, class_="scroll"),
             el("h3", "Latency and throughput"),
             el("div", latency, class_="scroll"),
+            el("h3", "Energy by phase, and in the steady state"),
+            el(
+                "p",
+                "Prefill: request sent → first token; decode: first token → done; the two add "
+                "up to the request's energy. Phase power is a request's own attributed power in "
+                "that phase. The steady state is the part of the run with every slot busy (ramp-"
+                "up and ramp-down left out; hover for how it was found): its metered energy per "
+                "output token made in it, beside the whole run's J/1k out tok above. "
+                "Definitions: docs/metrics.md.",
+                class_="note",
+            ),
+            el("div", phases, class_="scroll"),
         ]
     )
 
@@ -262,7 +330,7 @@ def _frontier_section(
     kind = kind_of(v.summary.energy_label for v in placed)
     xs = [p[0] for p in points]
     log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
-    fig.updatelayout(
+    fig.update_layout(
         **layout(420),
         xaxis={
             "title": {"text": pt(f"joules per correct answer ({kind})")},
@@ -332,7 +400,7 @@ def _domain_section(views: Sequence[View], figures: Figures) -> Markup:
         fig.add_trace(
             go.Bar(x=[pt(d) for d in domains], y=energy, showlegend=False, **common), row=1, col=2
         )
-    fig.updatelayout(**layout(400), barmode="group")
+    fig.update_layout(**layout(400), barmode="group")
     fig.update_yaxes(rangemode="tozero")
 
     head = ["domain"] + [h for v in views for h in (f"{v.label} acc % (n)", f"{v.label} J/query")]
@@ -420,7 +488,19 @@ def _power_section(views: Sequence[View], figures: Figures) -> Markup:
             parts.append(el("p", "No power samples in power.parquet.", class_="note"))
             continue
         parts.append(figures.add(power_figure(v, series), css_class="chart short"))
+        parts.append(el("p", _server_note(v), class_="note"))
     return join(parts)
+
+
+def _server_note(v: View) -> str:
+    """Where the orange lines (the server's own counters) came from, or why there are none."""
+    source = v.data.server_source
+    if source is None or v.data.server is None:
+        return f"Server counters: none ({v.data.server_unavailable})."
+    batch = v.summary.mean_batch_size
+    mean = f"; mean batch size {num(batch)} over the workload window" if batch is not None else ""
+    return (f"Server counters (orange, right axis): {source.software} {source.url}, scraped "
+            f"every {source.interval_s:g} s, {source.samples} samples{mean}.")  # fmt: skip
 
 
 def pick_samples(
@@ -555,6 +635,8 @@ def _provenance_section(views: Sequence[View]) -> Markup:
         idle = energy.get("idle_baseline", {}) or {}
         idle_rows = []
         for seg in idle.get("segments", []) or []:
+            if not seg:  # an attempt without an idle baseline (--idle-seconds 0)
+                continue
             duration = None
             if seg.get("t_start") is not None and seg.get("t_end") is not None:
                 duration = f"{float(seg['t_end']) - float(seg['t_start']):.1f} s"
@@ -577,7 +659,7 @@ def _provenance_section(views: Sequence[View]) -> Markup:
                     "summary",
                     el("strong", v.label),
                     f" · {v.run.run_id} · {(hardware.get('cpu') or {}).get('model', '')} · ",
-                    badge(v.summary.energy_label),
+                    badge(v.summary.energy_label, v.summary.energy_band),
                 ),
                 el(
                     "div",

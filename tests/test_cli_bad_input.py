@@ -1,0 +1,108 @@
+"""Bad input, typed the way a tired user types it, through the real CLI: each case prints one
+readable line naming the problem, exits 2, shows no traceback and leaves no file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import make_row, write_run
+
+
+def perwatt(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"COLUMNS": "100"}
+    return subprocess.run([sys.executable, "-m", "perwatt", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory) -> Path:
+    """A working directory holding a good run, broken runs and broken input files."""
+    root = tmp_path_factory.mktemp("cwd")
+    rows = [make_row(i, correct=i % 2 == 0, energy=1.0 + i) for i in range(6)]
+    write_run(root / "good", rows)
+    write_run(root / "good2", rows, model="m2")
+    (root / "list-manifest").mkdir()
+    write_run(root / "list-manifest", rows)
+    (root / "list-manifest" / "manifest.json").write_text("[]")
+    write_run(root / "typed-manifest", rows)
+    manifest = json.loads((root / "typed-manifest" / "manifest.json").read_text())
+    manifest["requests"] = "many"
+    (root / "typed-manifest" / "manifest.json").write_text(json.dumps(manifest))
+    write_run(root / "bad-schema", rows)
+    pq.write_table(pa.table({"x": [1, 2]}), root / "bad-schema" / "requests.parquet")
+    (root / "afile").write_text("not a directory\n")
+    (root / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (root / "sweep.yaml").write_bytes(b"models: [m]\nname: \xff\xfe bad\n")
+    return root
+
+
+RUN = ("run", "--idle-seconds", "0", "--warmup", "0", "--limit", "2")
+ENDPOINT = ("--endpoint", "http://127.0.0.1:9/v1", "--model", "m")
+
+CASES: dict[str, tuple[tuple[str, ...], str]] = {
+    "unknown flag": (("run", "--frobnicate"), "--frobnicate"),
+    "not a number": (("run", "--limit", "ten"), "--limit"),
+    "missing value": (("run", "--model"), "--model"),
+    "unknown verb": (("frobnicate",), "frobnicate"),
+    "mistyped verb": (("reprot",), "reprot"),
+    "rate nan": ((*RUN, *ENDPOINT, "--rate", "nan"), "finite"),
+    "rate inf": ((*RUN, *ENDPOINT, "--rate", "inf"), "finite"),
+    "port too big": ((*RUN, "--model", "smollm2-135m", "--port", "70000"), "--port"),
+    "port negative": ((*RUN, "--model", "smollm2-135m", "--port", "-1"), "--port"),
+    "endpoint port": ((*RUN, "--endpoint", "http://host:notaport/v1", "--model", "m"), "port"),
+    "endpoint scheme": ((*RUN, "--endpoint", "localhost:8080", "--model", "m"), "--endpoint"),
+    "out is a file": ((*RUN, *ENDPOINT, "--out", "afile"), "afile"),
+    "batch zero": ((*RUN, "--model", "smollm2-135m", "--batch", "0"), "--batch"),
+    "unknown model": ((*RUN, "--model", "nosuchmodel"), "nosuchmodel"),
+    "markup in a name": ((*RUN, "--model", "foo[/x]"), "foo[/x]"),
+    "deep json": (
+        (*RUN, *ENDPOINT, "--workload", "file:question=q,answer=a", "--data-file", "deep.json"),
+        "deep.json",
+    ),
+    "sweep not utf-8": (("sweep", "sweep.yaml"), "sweep.yaml"),
+    "sql empty": (("runs", "sql", "", "good"), "SQL"),
+    "sql copy": (("runs", "sql", "COPY (SELECT 1) TO 'x.csv'", "good"), "SELECT"),
+    "sql read file": (("runs", "sql", "SELECT * FROM read_csv('/etc/passwd')", "good"), ""),
+    "sql attach": (("runs", "sql", "ATTACH 'x.db' AS x", "good"), ""),
+    "report list manifest": (("report", "list-manifest"), "manifest.json"),
+    "report typed manifest": (("report", "typed-manifest"), "manifest.json"),
+    "report bad schema": (("report", "bad-schema"), "requests.parquet"),
+    "runs ls bad manifest": (("runs", "ls", "list-manifest"), "manifest.json"),
+    "trends bad manifest": (("trends", "typed-manifest"), "manifest.json"),
+    "score bad manifest": (("score", "list-manifest"), "manifest.json"),
+    "compare bad schema": (("compare", "good", "bad-schema"), "requests.parquet"),
+    "route bad manifest": (("route", "good", "typed-manifest"), "manifest.json"),
+    "report missing path": (("report", "nowhere"), "nowhere"),
+    "html into a missing folder": (("report", "good", "--html", "no/such/r.html"), "no/such"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_exit_2_and_nothing_written(place, case):
+    args, named = CASES[case]
+    before = _files(place)
+    result = perwatt(place, *args)
+    assert result.returncode == 2, (result.returncode, result.stdout[-500:], result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert named in lines[0], lines[0]
+    assert _files(place) == before  # nothing half-written, no .partial left behind
+    assert "root:" not in result.stdout  # /etc/passwd was never read
+
+
+def test_version_is_printed_and_exits_0(tmp_path):
+    result = perwatt(tmp_path, "--version")
+    assert result.returncode == 0 and result.stdout.startswith("perwatt ")
