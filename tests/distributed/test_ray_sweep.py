@@ -418,7 +418,8 @@ def test_losing_the_worker_mid_cell_reruns_the_cell_elsewhere_and_keeps_no_parti
         assert run.manifest.status == "complete"
         assert len(run.manifest.segments) == 1  # one attempt: nothing merged from the lost one
         rows = run.records()
-        assert [r.request_id for r in rows] == list(range(6))
+        # Rows are in completion order; at concurrency 2 that need not be request order.
+        assert sorted(r.request_id for r in rows) == list(range(6))
         assert len({r.item_id for r in rows}) == 6
     placed = {c["cell_id"]: c["node"]["node_id"] for c in json.loads(
         (store / "cells.json").read_text())["cells"]}  # fmt: skip
