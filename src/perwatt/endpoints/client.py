@@ -2,8 +2,10 @@
 
 It records what latency metrics need — send time, first-token time, done time — plus what the
 server says about the request when it says it: `usage` (prompt, completion and cached tokens) and
-llama-server's `timings` (its own prefill and decode milliseconds). Without `usage` the completion
-tokens are the number of streamed content chunks (`token_count_source` says which).
+llama-server's `timings` (its own prefill and decode milliseconds). Without `usage` the counts are
+None, never a count of streamed chunks (a chunk may hold several tokens or none): the runner
+counts them with the model's tokenizer (`endpoints.tokenizer`), and `token_count_source` says
+where a row's counts came from.
 
 Nothing a server sends can raise out of `complete`: every wait is bounded by the request timeout
 and every failure becomes a `Completion` with status `error` or `timeout`, a readable `error` and
@@ -50,7 +52,9 @@ from perwatt.redact import REDACTED, redact_text, redact_url
 
 Api = Literal["chat", "completions"]
 Status = Literal["ok", "error", "timeout", "truncated"]
-TokenCountSource = Literal["usage", "chunks"]
+# Where a row's token counts came from: the server's `usage`; the endpoint's own tokenizer; the
+# model's GGUF vocabulary; nowhere (the counts are None). See endpoints/tokenizer.py.
+TokenCountSource = Literal["usage", "tokenizer:server", "tokenizer:gguf", "none"]
 
 # Why a request failed. `connect`: it never reached the server (refused, unresolvable, or a
 # connection closed before any response byte, even after one reconnect); `rate_limited`: HTTP
@@ -132,7 +136,7 @@ class Completion:
     completion_tokens: int | None
     finish_reason: str | None
     error: str | None = None
-    token_count_source: TokenCountSource = "chunks"
+    token_count_source: TokenCountSource = "none"
     # Arrival time of every streamed content chunk: the inter-token latencies (ITL).
     chunk_times: tuple[float, ...] = ()
     # Why it failed (None when status is ok or truncated); the HTTP status when one was received.
@@ -202,6 +206,89 @@ class _ServerError(Exception):
     """An error event inside a 200 stream."""
 
 
+class _LineTooLong(Exception):
+    """A stream line over STREAM_LINE_MAX_BYTES."""
+
+
+class _Stream:
+    """What one streamed response has said so far, fed one SSE line at a time.
+
+    Raises `_Malformed` for a chunk of the wrong shape and `_ServerError` for an error event;
+    `done` turns true at `data: [DONE]`. Each content piece is timestamped as it is parsed.
+    """
+
+    __slots__ = ("clock", "done", "finish_reason", "parts", "times", "timings", "usage")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.parts: list[str] = []
+        self.times: list[float] = []
+        self.usage: tuple[int | None, int | None, int | None] | None = None
+        self.timings: (
+            tuple[int | None, float | None, int | None, float | None, int | None] | None
+        ) = None
+        self.finish_reason: str | None = None
+        self.done = False
+
+    def feed(self, line: bytes) -> None:
+        if len(line) > STREAM_LINE_MAX_BYTES:
+            raise _LineTooLong
+        if not line.startswith(b"data:"):
+            return
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            self.done = True
+            return
+        try:
+            # json.loads without its wrappers (encoding sniffing, a regex for trailing
+            # whitespace): the stripped line must be one JSON value.
+            text = data.decode()
+            event, end = _JSON.raw_decode(text)
+            if end != len(text):
+                raise ValueError(f"extra data at {end}")
+        except (ValueError, RecursionError) as exc:
+            raise _Malformed(f"not JSON ({_short(exc)})") from None
+        if event.__class__ is not dict:
+            raise _Malformed(f"the chunk is {_what(event)}, not an object")
+        choices = event.get("choices")
+        if choices.__class__ is list:
+            for choice in choices:
+                if choice.__class__ is not dict:
+                    raise _Malformed(f"a choice is {_what(choice)}, not an object")
+                delta = choice.get("delta")
+                if delta is None:
+                    piece = choice.get("text")
+                elif delta.__class__ is dict:
+                    piece = delta.get("content")
+                else:
+                    raise _Malformed(f"delta is {_what(delta)}, not an object")
+                if piece.__class__ is str:
+                    if piece:
+                        self.times.append(self.clock())
+                        self.parts.append(piece)
+                elif piece is not None:
+                    where = "text" if delta is None else "delta.content"
+                    raise _Malformed(f"{where} is {_what(piece)}, not a string")
+                reason = choice.get("finish_reason")
+                if reason is not None:
+                    if reason.__class__ is not str:
+                        raise _Malformed(f"finish_reason is {_what(reason)}, not a string")
+                    if reason:
+                        self.finish_reason = reason
+        elif choices is None:
+            message = _server_error(event)
+            if message is not None:
+                raise _ServerError(message)
+        else:
+            raise _Malformed(f"choices is {_what(choices)}, not a list")
+        value = event.get("usage")
+        if value is not None:
+            self.usage = _usage(value)
+        value = event.get("timings")
+        if value is not None:
+            self.timings = _timings(value)
+
+
 class StreamingClient:
     """Streams completions from one OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1).
 
@@ -236,6 +323,10 @@ class StreamingClient:
                                  keep_query=True)
             for name in ("models", "chat/completions", "completions")
         }  # fmt: skip
+        # The server's root (the base URL without its trailing /v1, query kept): where llama.cpp
+        # and vLLM serve /tokenize and llama-cpp-python /extras/tokenize.
+        path = base.raw_path.rstrip("/")
+        self._root = base.with_path(path.removesuffix("/v1"), encoded=True, keep_query=True)
         self._headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
         authorization, secrets = _authorization(base_url, api_key_from_env())
         if authorization:
@@ -302,6 +393,40 @@ class StreamingClient:
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return []
 
+    def root_url(self, path: str) -> URL:
+        """`path` at the server's root (`/tokenize` of `http://h:8080/v1` is `http://h:8080/tokenize`),
+        the base URL's query kept."""
+        root = self._root
+        return root.with_path(root.raw_path.rstrip("/") + "/" + path.lstrip("/"), encoded=True,
+                              keep_query=True)  # fmt: skip
+
+    async def post_json(self, path: str, body: dict[str, Any], *, timeout_s: float) -> Any:
+        """POST `body` to `path` at the server's root with the client's credentials (a small
+        JSON call beside the streams: a tokenizer's); its decoded JSON answer. Every failure (no
+        connection, a timeout, a status other than 200, not JSON) is a PerwattError with a
+        message fit to record: the endpoint redacted, secrets scrubbed."""
+        url = self.root_url(path)
+        where = f"POST /{path.lstrip('/')}"
+        try:
+            async with (
+                asyncio.timeout(timeout_s),
+                self._http().post(url, data=json.dumps(body).encode(),
+                                  headers={"Accept": "application/json"}) as response,
+            ):  # fmt: skip
+                status = response.status
+                raw = await response.content.read(1 << 22)
+        except TimeoutError:
+            raise PerwattError(f"{where}: no answer within {timeout_s:g}s") from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise PerwattError(f"{where}: {self._describe(exc)}") from None
+        if status != 200:
+            detail = raw.decode(errors="replace").strip()[:ERROR_DETAIL_CHARS]
+            raise PerwattError(self._scrub(f"{where}: HTTP {status}: {detail}"))
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise PerwattError(f"{where}: the answer is not JSON") from None
+
     def _request(self, prompt: Prompt) -> tuple[URL, bytes]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -363,15 +488,11 @@ class StreamingClient:
 
     async def _send(self, url: URL, body: bytes) -> Completion:
         clock = self._clock
-        parts: list[str] = []
-        times: list[float] = []
-        usage: tuple[int | None, int | None, int | None] | None = None
-        timings: tuple[int | None, float | None, int | None, float | None, int | None] | None = None
-        finish_reason: str | None = None
+        stream = _Stream(clock)
         failure: tuple[str, ErrorKind] | None = None
         http_status: int | None = None  # set once a response (status line, headers) arrived
         retry_after: float | None = None
-        reconnected = done = False
+        reconnected = False
         t_sent = clock()
         t_done: float | None = None  # when the answer was complete
         try:
@@ -399,78 +520,33 @@ class StreamingClient:
                         failure = (f"answered with a JSON body, not an event stream: {detail}",
                                    "protocol")  # fmt: skip
                     else:
-                        readline = response.content.readuntil
-                        decode = _JSON.raw_decode
-                        while True:
-                            line = await readline(b"\n", max_size=STREAM_LINE_MAX_BYTES)
-                            if not line:
+                        # Whole reads split into lines here, not one awaited readline per
+                        # line: a third of the client's CPU at 16 tokens a response.
+                        read = response.content.readany
+                        feed = stream.feed
+                        pending = b""
+                        while not stream.done:
+                            chunk = await read()
+                            if not chunk:  # end of the body: what is left is the last line
+                                if pending:
+                                    feed(pending)
                                 break
-                            if not line.startswith(b"data:"):
-                                continue
-                            data = line[5:].strip()
-                            if data == b"[DONE]":
-                                done = True
-                                break
-                            try:
-                                # json.loads without its wrappers (encoding sniffing, a regex for
-                                # trailing whitespace): the stripped line must be one JSON value.
-                                text = data.decode()
-                                event, end = decode(text)
-                                if end != len(text):
-                                    raise ValueError(f"extra data at {end}")
-                            except (ValueError, RecursionError) as exc:
-                                raise _Malformed(f"not JSON ({_short(exc)})") from None
-                            if event.__class__ is not dict:
-                                raise _Malformed(f"the chunk is {_what(event)}, not an object")
-                            choices = event.get("choices")
-                            if choices.__class__ is list:
-                                for choice in choices:
-                                    if choice.__class__ is not dict:
-                                        raise _Malformed(
-                                            f"a choice is {_what(choice)}, not an object"
-                                        )
-                                    delta = choice.get("delta")
-                                    if delta is None:
-                                        piece = choice.get("text")
-                                    elif delta.__class__ is dict:
-                                        piece = delta.get("content")
-                                    else:
-                                        raise _Malformed(f"delta is {_what(delta)}, not an object")
-                                    if piece.__class__ is str:
-                                        if piece:
-                                            times.append(clock())
-                                            parts.append(piece)
-                                    elif piece is not None:
-                                        where = "text" if delta is None else "delta.content"
-                                        raise _Malformed(f"{where} is {_what(piece)}, not a string")
-                                    reason = choice.get("finish_reason")
-                                    if reason is not None:
-                                        if reason.__class__ is not str:
-                                            raise _Malformed(
-                                                f"finish_reason is {_what(reason)}, not a string"
-                                            )
-                                        if reason:
-                                            finish_reason = reason
-                            elif choices is None:
-                                message = _server_error(event)
-                                if message is not None:
-                                    raise _ServerError(message)
-                            else:
-                                raise _Malformed(f"choices is {_what(choices)}, not a list")
-                            value = event.get("usage")
-                            if value is not None:
-                                usage = _usage(value)
-                            value = event.get("timings")
-                            if value is not None:
-                                timings = _timings(value)
+                            lines = (pending + chunk if pending else chunk).split(b"\n")
+                            pending = lines.pop()
+                            if len(pending) > STREAM_LINE_MAX_BYTES:
+                                raise _LineTooLong
+                            for line in lines:
+                                feed(line)
+                                if stream.done:
+                                    break
                         t_done = clock()
-                        if done and not response.content.at_eof():
+                        if stream.done and not response.content.at_eof():
                             await _drain(response.content)
         except _Malformed as exc:
             failure = (f"malformed stream chunk: {exc}", "protocol")
         except _ServerError as exc:
             failure = (f"server error in stream: {exc}", "server")
-        except LineTooLong:
+        except (_LineTooLong, LineTooLong):
             failure = (f"stream line over {STREAM_LINE_MAX_BYTES} bytes", "too_large")
         except aiohttp.ConnectionTimeoutError as exc:
             failure = (f"could not reach the server: {_describe(exc)}", "connect")
@@ -492,9 +568,10 @@ class StreamingClient:
                 failure = (f"unexpected {_describe(exc)}", "protocol")
         except Exception as exc:  # never let one request end a run
             failure = (f"unexpected {_describe(exc)}", "protocol")
-        if failure is None and finish_reason is None:
-            ended = "[DONE]" if done else "the stream"
+        if failure is None and stream.finish_reason is None:
+            ended = "[DONE]" if stream.done else "the stream"
             failure = (f"stream ended ({ended}) without a finish_reason", "protocol")
+        parts, times, usage, timings = stream.parts, stream.times, stream.usage, stream.timings
         if failure is not None:
             error, kind = failure
             return self._completion(
@@ -502,6 +579,7 @@ class StreamingClient:
                 timings, None, error=self._scrub(error), error_kind=kind,
                 http_status=http_status, retry_after_s=retry_after, reconnected=reconnected,
             )  # fmt: skip
+        finish_reason = stream.finish_reason
         return self._completion(
             "truncated" if finish_reason == "length" else "ok", parts, times, t_sent, usage,
             timings, finish_reason, t_done=t_done, http_status=http_status,
@@ -530,10 +608,11 @@ class StreamingClient:
         prompt_tokens = completion_tokens = cached = None
         if usage is not None:
             prompt_tokens, completion_tokens, cached = usage
-        source: TokenCountSource = "usage"
-        if completion_tokens is None:
-            source = "chunks"
-            completion_tokens = len(parts) if error is None else (len(parts) or None)
+        # No usage: the counts stay None (the runner's tokenizer may fill them), never the number
+        # of chunks.
+        source: TokenCountSource = (
+            "none" if prompt_tokens is None and completion_tokens is None else "usage"
+        )
         prompt_n = prompt_ms = predicted_n = predicted_ms = None
         if timings is not None:
             prompt_n, prompt_ms, predicted_n, predicted_ms, cache_n = timings
