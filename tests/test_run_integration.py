@@ -109,9 +109,7 @@ def test_energy_books_balance(smollm_run):
     run = read_run(smollm_run)
     totals = run.manifest.energy.totals
     attributed = sum(r.energy_j for r in run.records())
-    assert attributed + totals.unattributed_j == pytest.approx(
-        totals.metered_total_j, rel=1e-9
-    )
+    assert attributed + totals.unattributed_j == pytest.approx(totals.metered_total_j, rel=1e-9)
     # Each row's energy split at its first token: prefill + decode is the row's energy.
     rows = run.records()
     for r in rows:

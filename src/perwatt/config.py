@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from perwatt.endpoints.catalogue import DEFAULT_MODELS
+from perwatt.records import TaskKind
 from perwatt.redact import redact_url
 
 # Managed server slots for an open-loop run without --max-in-flight (its in-flight count is
@@ -36,6 +37,7 @@ FLAGS: dict[str, str] = {
     "slo_ttft_s": "--slo",
     "slo_e2e_s": "--slo",
     "bootstrap_resamples": "--resamples",
+    "task_kind": "--task",
 }
 
 
@@ -109,6 +111,16 @@ class RunSpec(BaseModel):
     require_idle_machine: bool = Field(
         default=False, description="abort (exit 2) when other processes keep the machine busy"
     )
+    task_kind: TaskKind = Field(
+        default="single",
+        description="single: one call per item; retry: the verdict goes back as the next turn "
+        "until solved or --max-turns; tools: the model may call a calculator and a unit converter",
+    )
+    max_turns: int = Field(default=3, description="model calls a task may make (--task)")
+    tokenizer: Path | None = Field(
+        default=None,
+        description="a GGUF whose vocabulary counts the tokens of answers sent without usage",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -125,6 +137,13 @@ class RunSpec(BaseModel):
             raise ValueError(
                 f"{flag_for(str(info.field_name))} must be between 1 and 65535, got {value}"
             )
+        return value
+
+    @field_validator("max_turns")
+    @classmethod
+    def _at_least_one_turn(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
         return value
 
     @field_validator("n_batch", "n_ctx")
@@ -229,6 +248,8 @@ class RunSpec(BaseModel):
             raise ValueError("--metrics-port must differ from --port (the managed server's)")
         if self.resume and self.out is None:
             raise ValueError("--resume needs --out RUN_DIR naming the run to continue")
+        if self.task_kind == "tools" and self.endpoint is not None and self.api != "chat":
+            raise ValueError("--task tools needs --api chat (tool calls are chat messages)")
         return self
 
     def redacted(self) -> RunSpec:

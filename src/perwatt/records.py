@@ -90,8 +90,9 @@ class RequestRecord:
     energy_source: str = ""
     # Gaps between consecutive streamed chunks (inter-token latency), in seconds.
     itl_s: list[float] | None = None
-    # Where the token counts came from: the server's `usage` ("usage"), the model's tokenizer
-    # ("tokenizer") or a count of streamed chunks ("chunks", an approximation).
+    # Where the token counts came from: the server's `usage` ("usage"), the endpoint's own
+    # tokenizer ("tokenizer:server"), the model's GGUF vocabulary ("tokenizer:gguf"), or nowhere
+    # ("none": the counts are null). Never a count of streamed chunks (endpoints/tokenizer.py).
     token_count_source: str | None = None
     cached_tokens: int | None = None  # prompt tokens the server took from its prefix cache
     # The server's own timings (llama-server's `timings`), beside perwatt's client-side ones.
@@ -108,6 +109,81 @@ class RequestRecord:
     # Its energy split at the first token: prefill (sent → first token) + decode (→ done).
     prefill_energy_j: float | None = None
     decode_energy_j: float | None = None
+    # A call of a multi-turn task (--task): the task it belongs to and its turn (1, 2, ...);
+    # None for a single-turn run. `tool_calls`: the tools this response called and what each
+    # returned, as JSON (a list of `ToolRun`s), None when it called none.
+    task_id: str | None = None
+    turn: int | None = None
+    tool_calls: str | None = None
+
+    @classmethod
+    def column_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+TaskKind = Literal["single", "retry", "tools"]
+TASK_KINDS: tuple[TaskKind, ...] = ("single", "retry", "tools")
+# How a task ended: solved; answered but wrong; out of turns (--max-turns) before an answer;
+# a call failed (error or timeout, the run went on); answered but left unscored (a judge's).
+TaskOutcome = Literal["solved", "wrong", "max_turns", "call_failed", "unscored"]
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """One tool call a model made and what the harness answered, with its wall time."""
+
+    call_id: str
+    name: str
+    arguments: str  # as the model sent them (JSON text, perhaps malformed)
+    ok: bool
+    result: str  # what went back to the model as the tool message
+    error: str | None
+    t_start: float
+    t_end: float
+
+
+@dataclass
+class TaskRecord:
+    """One row of `tasks.parquet`: a conversation of model calls with one verdict.
+
+    The kernel counts a task run's answers in tasks, not calls: the columns that share a name
+    with `RequestRecord`'s mean the same for the task as a whole (`t_sent` its first call's,
+    `t_done` its last's, tokens summed over its calls, `correct` its verdict). Its energy is
+    that of its calls, of the tools it ran and of the gaps between its calls (the harness
+    scoring and building the next turn), each attributed exactly like a request's, so tasks
+    overlapping under --concurrency never count a joule twice.
+    """
+
+    run_id: str
+    task_id: str
+    kind: str
+    item_id: str
+    workload: str
+    task: str
+    domain: str
+    status: Status  # the last call's; "truncated" when out of turns
+    outcome: str
+    correct: bool | None
+    answer: str | None
+    reference: str
+    n_calls: int
+    n_tool_calls: int
+    n_tool_errors: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+    t_scheduled: float
+    t_sent: float
+    t_first_token: float | None
+    t_done: float
+    energy_j: float | None
+    energy_net_j: float | None
+    calls_energy_j: float | None
+    tool_energy_j: float | None
+    gap_energy_j: float | None
+    tool_s: float
+    gap_s: float
+    http_status: int | None
 
     @classmethod
     def column_names(cls) -> list[str]:

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -47,6 +47,8 @@ from perwatt.endpoints.llamacpp import ManagedServer, ServerSettings, start_serv
 from perwatt.endpoints.prompts import build_prompt, warmup_prompt
 from perwatt.endpoints.server_metrics import ServerMetricsScraper
 from perwatt.endpoints.server_software import identify_server
+from perwatt.endpoints.tokenizer import TokenCounter
+from perwatt.endpoints.tokenizer import describe as describe_tokenizer
 from perwatt.energy import (
     Attribution,
     EnergySampler,
@@ -62,7 +64,7 @@ from perwatt.energy import (
 from perwatt.errors import PerwattError
 from perwatt.hardware import hardware_info
 from perwatt.load import arrival_times, run_closed_loop, run_open_loop
-from perwatt.records import Item, RequestRecord
+from perwatt.records import Item, RequestRecord, Score
 from perwatt.redact import redact_argv, redact_url
 from perwatt.scoring import scorer_for, verdict
 from perwatt.store import (
@@ -81,9 +83,21 @@ from perwatt.store import (
     ServerInfo,
     ServerMetricsInfo,
     SloInfo,
+    TokenizerInfo,
     check_requests,
     power_table,
     records_table,
+    tasks_table,
+)
+from perwatt.tasks import (
+    UNANSWERED,
+    TaskCall,
+    build_tasks,
+    group_calls,
+    run_task,
+    task_spans,
+    tool_runs_json,
+    whole_tasks,
 )
 from perwatt.workloads import load_workload
 
@@ -160,8 +174,10 @@ def open_target(
     )  # fmt: skip
     if console is not None:
         slots = f"{settings.parallel} slot{'s' if settings.parallel != 1 else ''}"
-        console.print(Text(f"starting llama-server for {packaged.name} ({slots})…", style="dim"),
-                      soft_wrap=True)
+        console.print(
+            Text(f"starting llama-server for {packaged.name} ({slots})…", style="dim"),
+            soft_wrap=True,
+        )
     server = start_server(path, packaged.name, settings=settings, port=spec.port, log_path=log_path)
     try:
         yield Target(model, server.base_url, packaged.prompt_style, server.pid, server, path)
@@ -280,7 +296,7 @@ def _attempt(
     exporter: LiveExporter | None = None,
 ) -> tuple[RunSummary, bool]:
     """One attempt at the run in `writer`'s directory: continue what earlier ones left."""
-    records = writer.checkpointed_records()
+    records = whole_tasks(writer.checkpointed_records())
     segments = writer.checkpointed_segments()
     run_id = segments[0].run_id if segments else writer.run_dir.name
     done = {r.item_id for r in records if not r.retried}
@@ -424,6 +440,7 @@ class _Drive:
         self.records, self.writer, self.sampler = records, writer, sampler
         self.checkpoint_power, self.console = checkpoint_power, console
         self.view: LiveRun | None = None  # what --metrics-port shows of this run
+        self.tokens: TokenCounter | None = None  # counts rows the server sent no usage for
 
     async def run(self, todo: list[Item], total_items: int, clock: Callable[[], float]) -> None:
         spec, target = self.spec, self.target
@@ -444,6 +461,7 @@ class _Drive:
                 )
             if not todo:
                 return
+            self.tokens = await self._open_tokens(client)
             if spec.warmup_requests:
                 self._say(f"warm-up: {spec.warmup_requests} request(s), not recorded…")
             for k in range(spec.warmup_requests):
@@ -461,7 +479,10 @@ class _Drive:
                 await asyncio.sleep(QUIET_PROBE_S)
                 self._check_quiet(machine_load.between(before, machine_load.mark(measured)))
             start = machine_load.mark(measured)
-            await self._workload(client, todo, total_items, clock)
+            try:
+                await self._workload(client, todo, total_items, clock)
+            finally:
+                await self._close_tokens()
             if measured:  # without the server's pid, its own CPU would count as "other"
                 load = machine_load.between(start, machine_load.mark(measured))
                 self.segment.other_cpu_cores_workload = round(load.other_cores, 4)
@@ -470,6 +491,32 @@ class _Drive:
 
     def _say(self, text: str) -> None:
         self.console.print(Text(text, style="dim"), soft_wrap=True)
+
+    async def _open_tokens(self, client: StreamingClient) -> TokenCounter:
+        """The tokenizer for rows without usage (endpoints.tokenizer), found once, before
+        anything is measured, and recorded in the manifest."""
+
+        def failed(text: str) -> None:
+            self.console.print(Text(f"warning: counting tokens failed ({text}); such rows keep "
+                                    "what the server sent", style="bold red"),
+                               soft_wrap=True)  # fmt: skip
+
+        counter = await TokenCounter.detect(
+            client, gguf=self.spec.tokenizer, model=self.target.model, on_first_error=failed
+        )
+        if self.spec.endpoint is not None:
+            self._say(describe_tokenizer(counter.report()))
+        self._note_tokens(counter)
+        return counter
+
+    def _note_tokens(self, counter: TokenCounter) -> None:
+        if self.segment.server is not None:
+            self.segment.server.tokenizer = TokenizerInfo(**dataclasses.asdict(counter.report()))
+
+    async def _close_tokens(self) -> None:
+        if self.tokens is not None:
+            self._note_tokens(self.tokens)
+            await self.tokens.aclose()
 
     def _warn(self, text: str) -> None:
         self.segment.machine_warnings.append(text)
@@ -545,6 +592,7 @@ class _Drive:
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="perwatt-score")
         scoring: set[asyncio.Future[None]] = set()
         prompts = self.prompts
+        tokens = self.tokens
 
         retries = self.spec.retries
 
@@ -554,6 +602,46 @@ class _Drive:
                 return t_scheduled, [await client.complete(prompts[item.item_id])]
             return t_scheduled, await client.complete_with_retries(prompts[item.item_id],
                                                                    retries=retries)  # fmt: skip
+
+        kind = self.spec.task_kind
+
+        async def score_call(item: Item, completion: Completion) -> Score:
+            if scorer_for(item).expensive:  # off the loop, like single-turn answers
+                return await loop.run_in_executor(
+                    pool, verdict, item, completion.status, completion.text
+                )
+            return verdict(item, completion.status, completion.text)
+
+        async def send_task(item: Item, t_scheduled: float) -> tuple[float, list[TaskCall]]:
+            live.in_flight += 1
+            calls = await run_task(client, item, prompts[item.item_id], kind,
+                                   max_turns=self.spec.max_turns, score=score_call,
+                                   clock=clock)  # fmt: skip
+            if tokens is not None:  # calls the server sent no counts for, counted now
+                calls = [
+                    dataclasses.replace(c, completion=await tokens.fill(c.prompt, c.completion))
+                    if tokens.needs(c.completion) else c
+                    for c in calls
+                ]  # fmt: skip
+            return t_scheduled, calls
+
+        def on_task_done(item: Item, sent: tuple[float, list[TaskCall]]) -> None:
+            # One row per call, in turn order, all queued at once: a checkpoint that holds a
+            # task's last call holds all of them (the resume keeps only whole tasks).
+            t_scheduled, calls = sent
+            live.in_flight -= 1
+            live.send_lag_s = calls[0].completion.t_sent - t_scheduled
+            for k, call in enumerate(calls):
+                row = make_record(self.segment.run_id, live.next_id, self.target.model,
+                                  endpoint, item, t_scheduled, call.completion,
+                                  scored=call.score or UNANSWERED)  # fmt: skip
+                live.next_id += 1
+                row.task_id, row.turn = item.item_id, k + 1
+                row.tool_calls = tool_runs_json(call.tool_runs)
+                row.retried = k < len(calls) - 1  # a later call of the task followed it
+                if not row.retried and call.tool_runs:  # out of turns while calling tools
+                    row.correct = False
+                keep(row)
 
         def keep(record: RequestRecord) -> None:
             records.append(record)
@@ -575,12 +663,17 @@ class _Drive:
             request_id = live.next_id
             live.next_id += 1
 
-            def build() -> RequestRecord:
+            def build(completion: Completion = completion) -> RequestRecord:
                 row = make_record(self.segment.run_id, request_id, self.target.model, endpoint,
                                   item, t_scheduled, completion)  # fmt: skip
                 row.retried = retried
                 return row
 
+            if tokens is not None and tokens.needs(completion):
+                counting = asyncio.ensure_future(count_then_keep(item, completion, build))
+                scoring.add(counting)
+                counting.add_done_callback(scoring.discard)
+                return
             if not scorer_for(item).expensive:
                 keep(build())
                 return
@@ -588,6 +681,18 @@ class _Drive:
             done = asyncio.ensure_future(_after(future, keep))
             scoring.add(done)
             done.add_done_callback(scoring.discard)
+
+        async def count_then_keep(
+            item: Item, completion: Completion, build: Callable[[Completion], RequestRecord]
+        ) -> None:
+            # The server sent no counts: the tokenizer's first (an awaited HTTP call or its
+            # worker thread, never blocking the loop); the request's times are already taken.
+            assert tokens is not None
+            filled = await tokens.fill(prompts[item.item_id], completion)
+            if scorer_for(item).expensive:
+                keep(await loop.run_in_executor(pool, build, filled))
+            else:
+                keep(build(filled))
 
         def refresh() -> None:
             acc = f"{100 * live.correct / live.done:.0f}%" if live.done else "–"
@@ -619,9 +724,13 @@ class _Drive:
         with progress:
             timer = asyncio.ensure_future(ticker())
             try:
+                # A task run sends tasks (a conversation each) where a single-turn run sends
+                # requests; the load shape (closed or open loop) is the same.
+                go: Any = send if kind == "single" else send_task
+                then: Any = on_done if kind == "single" else on_task_done
                 if spec.rate is None:
                     await run_closed_loop(
-                        todo, send, concurrency=spec.concurrency, clock=clock, on_done=on_done,
+                        todo, go, concurrency=spec.concurrency, clock=clock, on_done=then,
                         stop_after_s=spec.duration_s,
                     )  # fmt: skip
                 else:
@@ -629,7 +738,7 @@ class _Drive:
                         len(todo), spec.rate, burstiness=spec.burstiness, seed=spec.seed
                     )
                     await run_open_loop(
-                        todo, send, offsets=offsets, clock=clock, on_done=on_done,
+                        todo, go, offsets=offsets, clock=clock, on_done=then,
                         max_in_flight=spec.max_in_flight, stop_after_s=spec.duration_s,
                     )  # fmt: skip
                 if scoring:
@@ -692,10 +801,13 @@ def make_record(
     item: Item,
     t_scheduled: float,
     completion: Completion,
+    scored: Score | None = None,
 ) -> RequestRecord:
     """A request row from what the client saw and what the scorer concluded (`verdict`: only a
-    complete answer can be correct). Latency columns are derived at finalize, by the kernel."""
-    scored = verdict(item, completion.status, completion.text)
+    complete answer can be correct; `scored` when it was already asked). Latency columns are
+    derived at finalize, by the kernel."""
+    if scored is None:
+        scored = verdict(item, completion.status, completion.text)
     return RequestRecord(
         run_id=run_id,
         request_id=request_id,
@@ -772,20 +884,27 @@ def _finalize(
         if spec.attribution == "tokens"
         else None
     )
+    # A task run's tool and gap stretches share the metered energy with every call in flight,
+    # like requests (weight 0 under token weighting): a task's energy is the sum of its parts.
+    grouped = group_calls(records) if spec.task_kind != "single" else []
+    spans = task_spans(grouped)
+    n = len(records)
     result = attribute(
         timeline.combined(),
-        [(r.t_sent, r.t_done) for r in records],
+        [(r.t_sent, r.t_done) for r in records] + [(s.start, s.end) for s in spans],
         idle_power_w=idle_w,
-        weights=weights,
+        weights=None if weights is None else weights + [0] * len(spans),
         # Split at the first token: prefill + decode = the request's energy, exactly.
-        splits=[np.nan if r.t_first_token is None else r.t_first_token for r in records],
+        splits=[np.nan if r.t_first_token is None else r.t_first_token for r in records]
+        + [np.nan] * len(spans),
     )
     infos = next((s.energy_sources for s in segments if s.energy_sources), [])
     label = _label(infos)
     assert result.prefill_j is not None and result.decode_j is not None
-    phases = zip(result.prefill_j.tolist(), result.decode_j.tolist(), strict=True)
-    for record, gross, net, (prefill, decode) in zip(records, result.gross_j, result.net_j,
-                                                      phases, strict=True):  # fmt: skip
+    phases = zip(result.prefill_j[:n].tolist(), result.decode_j[:n].tolist(), strict=True)
+    for record, gross, net, (prefill, decode) in zip(records, result.gross_j[:n],
+                                                      result.net_j[:n], phases,
+                                                      strict=True):  # fmt: skip
         record.energy_j = float(gross)
         record.energy_net_j = float(net)
         record.prefill_energy_j = prefill
@@ -796,10 +915,15 @@ def _finalize(
     totals = _totals(records, timeline, result, idle_w, infos, label, concurrency)
     totals = totals.model_copy(update=_trust(spec, records, segments, timeline))
     manifest = _manifest(spec, model, run_id, segments, totals, result, interrupted, timeline)
+    tasks = None
+    if spec.task_kind != "single":
+        tasks = tasks_table(build_tasks(run_id, spec.task_kind, grouped, spans,
+                                        result.gross_j[n:].tolist(),
+                                        result.net_j[n:].tolist()))  # fmt: skip
     run = RunData(writer.run_dir, manifest, check_requests(records_table(records), writer.run_dir),
-                  power_table(power))  # fmt: skip
+                  power_table(power), tasks=tasks)  # fmt: skip
     (summary,) = compute_summaries([run])
-    writer.finalize(records, power, manifest, summary, complete=not interrupted)
+    writer.finalize(records, power, manifest, summary, complete=not interrupted, tasks=tasks)
     return summary
 
 

@@ -37,8 +37,11 @@ def write(path: Path, model: str, outcomes, *, label: str = "estimated:cputime")
 def study(tmp_path) -> Path:
     root = tmp_path / "runs"
     # Failed rows are never marked correct (only a complete answer can be).
-    write(root / "r-small", "small",
-          [(True, "ok", 1.0), (False, "error", 2.0), (False, "ok", 3.0), (None, "timeout", 0.0)])
+    write(
+        root / "r-small",
+        "small",
+        [(True, "ok", 1.0), (False, "error", 2.0), (False, "ok", 3.0), (None, "timeout", 0.0)],
+    )
     write(root / "nested" / "r-gemma", "gemma3-270m", [(True, "ok", 5.0), (True, "ok", 5.0)],
           label="measured:nvml")  # fmt: skip
     return root

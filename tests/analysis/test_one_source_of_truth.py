@@ -91,8 +91,16 @@ def test_every_command_shows_the_same_figures(study: Path, tmp_path: Path, capsy
     assert small["accuracy"]["value"] == pytest.approx(2.5 / 6)
     assert (small["n"], small["n_requests"], small["n_error"], small["n_truncated"]) == (6, 7, 1, 1)
     for model, s in report.items():
-        figures = {k: s[k]["value"] for k in ("accuracy", "energy_per_query_j",
-                                               "joules_per_correct", "correct_per_kj", "ipw")}
+        figures = {
+            k: s[k]["value"]
+            for k in (
+                "accuracy",
+                "energy_per_query_j",
+                "joules_per_correct",
+                "correct_per_kj",
+                "ipw",
+            )
+        }
         assert s["energy_band"] == BAND and s["energy_label"] == "estimated:cputime"
         # summary.json, as the run wrote it, holds the very same figures and intervals.
         for k in ("accuracy", "energy_per_query_j", "joules_per_correct", "correct_per_kj",

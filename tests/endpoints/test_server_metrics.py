@@ -32,7 +32,13 @@ EXPECTED = {
     "vllm_production_stack_318_excerpt.txt": ("vLLM", 0.0, 0.0, 0.0, None, None, None),
     "vllm_eks_h100_conformance_excerpt.txt": ("vLLM", 0.0, 0.0, 0.0, 80.0, 500.0, None),
     "sglang_docs_production_metrics.txt": (
-        "SGLang", 162.0, 2826.0, 0.28, 8128902.0, 7557572.0, None
+        "SGLang",
+        162.0,
+        2826.0,
+        0.28,
+        8128902.0,
+        7557572.0,
+        None,
     ),
     "sglang_issue_13485_excerpt.txt": ("SGLang", 1.0, None, 0.0, None, None, None),
 }
@@ -71,10 +77,10 @@ def test_every_name_map_covers_every_quantity():
 
 def test_series_of_several_engines_are_summed_and_fractions_averaged():
     text = (
-        '# TYPE vllm:num_requests_running gauge\n'
+        "# TYPE vllm:num_requests_running gauge\n"
         'vllm:num_requests_running{engine="0",model_name="m"} 3.0\n'
         'vllm:num_requests_running{engine="1",model_name="m"} 5.0\n'
-        '# TYPE vllm:kv_cache_usage_perc gauge\n'
+        "# TYPE vllm:kv_cache_usage_perc gauge\n"
         'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.2\n'
         'vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.4\n'
     )

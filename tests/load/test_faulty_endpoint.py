@@ -127,9 +127,7 @@ def test_token_weighted_attribution_still_balances_the_books(tmp_path):
     totals = run.manifest.energy.totals
     assert run.manifest.energy.attribution.method.startswith("token-weighted")
     attributed = sum(r.energy_j for r in run.records())
-    assert attributed + totals.unattributed_j == pytest.approx(
-        totals.metered_total_j, rel=1e-9
-    )
+    assert attributed + totals.unattributed_j == pytest.approx(totals.metered_total_j, rel=1e-9)
 
 
 def test_external_server_energy_follows_its_pid_and_unknown_models_are_refused(tmp_path):

@@ -137,9 +137,7 @@ def _printers(runs, summaries):
         "route": lambda c: terminal.print_route(c, routing, None),
         "compare": lambda c: terminal.print_comparison(c, comparison),
         "trends": lambda c: terminal.print_trends(c, trends),
-        "project fleet": lambda c: terminal.print_projection(
-            c, project_fleet(3.0, 1e6, hw, econ)
-        ),
+        "project fleet": lambda c: terminal.print_projection(c, project_fleet(3.0, 1e6, hw, econ)),
         "project cluster": lambda c: terminal.print_projection(
             c, project_cluster(4096, hw, econ, j_per_query=0.0137, energy_label="stated")
         ),

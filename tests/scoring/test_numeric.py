@@ -79,8 +79,9 @@ def test_a_reference_may_be_a_whole_solution() -> None:
 
 
 def _item(reference: str) -> Item:
-    return Item("gsm8k/0000", "gsm8k", "gsm8k", "math word problems", "Q?", reference,
-                scorer="numeric")
+    return Item(
+        "gsm8k/0000", "gsm8k", "gsm8k", "math word problems", "Q?", reference, scorer="numeric"
+    )
 
 
 def test_gsm8k_scoring() -> None:

@@ -47,8 +47,9 @@ def _record(i: int, response: str, status: str = "ok") -> RequestRecord:
 
 def _items(n: int) -> dict[str, Item]:
     return {
-        f"gsm8k/{i:04d}": Item(f"gsm8k/{i:04d}", "gsm8k", "gsm8k", "math", "Q?", "18",
-                               scorer="numeric")
+        f"gsm8k/{i:04d}": Item(
+            f"gsm8k/{i:04d}", "gsm8k", "gsm8k", "math", "Q?", "18", scorer="numeric"
+        )
         for i in range(n)
     }
 

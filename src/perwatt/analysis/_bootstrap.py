@@ -133,7 +133,9 @@ def bootstrap_sums(
     if n == 0 or resamples <= 0:
         return out
     if n <= EXACT_LIMIT:
-        x = np.hstack(blocks).astype(np.float64)
+        # Row-major whatever the blocks' layout, so that the product is the same (BLAS may
+        # add in another order for a transposed operand).
+        x = np.ascontiguousarray(np.hstack(blocks), dtype=np.float64)
         for start, stop, w in bootstrap_weights(n, resamples, seed):
             out += w @ x[start:stop]
         return out
@@ -165,9 +167,7 @@ def bootstrap_sums(
     return out
 
 
-def block_resample_sums(
-    blocks: np.ndarray, resamples: int, seed: int
-) -> np.ndarray:
+def block_resample_sums(blocks: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     """Column sums of `resamples` resamples of the rows of `blocks` (m × k), drawn with
     replacement: the block bootstrap over time windows, where units cannot be items."""
     m = blocks.shape[0]

@@ -11,7 +11,9 @@ per-request definitions.)
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -39,7 +41,11 @@ _NEEDED = (
 # Read when present (runs written before a column existed lack it).
 _OPTIONAL = ("itl_s", "prefill_energy_j", "attempt", "retried", "http_status")
 
-# Every column the kernel reads: what to ask a run for (`RunData.request_columns`), so that an
+# The numeric columns every run has (as float64, null as NaN).
+_NUMBERS = ("energy_j", "energy_net_j", "t_scheduled", "t_sent", "t_first_token", "t_done",
+            "prompt_tokens", "completion_tokens")  # fmt: skip
+
+# Every column the kernel reads: what to ask a run for (`RunData.answer_columns`), so that an
 # analysis reads a third of a requests file, not all of it.
 KERNEL_COLUMNS = (*_NEEDED, *_OPTIONAL)
 
@@ -94,39 +100,58 @@ class RequestColumns:
     @classmethod
     def from_runs(cls, runs: Sequence[RunData]) -> RequestColumns:
         """Columns of runs (one group per run, named by its run id), reading from each only
-        the columns the kernel uses."""
-        return cls.from_tables(
-            [r.request_columns(KERNEL_COLUMNS) for r in runs], [r.run_id for r in runs]
-        )
+        the columns the kernel uses (several runs at once: Parquet decoding releases the GIL)."""
+        with ThreadPoolExecutor(max_workers=_workers(len(runs))) as pool:
+            tables = list(pool.map(lambda r: r.answer_columns(KERNEL_COLUMNS), runs))
+        return cls.from_tables(tables, [r.run_id for r in runs])
 
     @classmethod
     def from_tables(cls, tables: Sequence[pa.Table], groups: Sequence[str]) -> RequestColumns:
-        """Columns from (checked) requests tables, one per run, group names in the same order."""
+        """Columns from (checked) requests tables, one per run, group names in the same order.
+
+        Each run's rows are converted on their own (several at once) straight into the columns'
+        share of the rows: one pass over each value, no concatenated copy first."""
         if len(tables) != len(groups):
             raise ValueError("one group name per table")
         table = pa.concat_tables([_subset(t) for t in tables], promote_options="permissive")
         sizes = np.array([t.num_rows for t in tables], dtype=np.int64)
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        # The runs' rows as zero-copy slices of one table, so that every run has every column
+        # with the same (promoted) type, null where a run's file lacked it.
+        parts = [table.slice(int(bounds[j]), int(sizes[j])) for j in range(len(tables))]
         group = np.repeat(np.arange(len(tables), dtype=np.int32), sizes)
-        items, item = _codes(table.column("item_id"))
-        domains, domain = _codes(table.column("domain"))
-        status_names, status_code = _codes(table.column("status"))
+        n_rows = table.num_rows
+        numbers = {name: np.empty(n_rows, dtype=np.float64) for name in _NUMBERS}
+        has_prefill = "prefill_energy_j" in table.column_names
+        if has_prefill:
+            numbers["prefill_energy_j"] = np.empty(n_rows, dtype=np.float64)
+        correct = np.empty(n_rows, dtype=bool)
+        rate_limited = np.zeros(len(tables), dtype=np.int64)
+
+        def convert(j: int) -> None:
+            part, rows = parts[j], slice(int(bounds[j]), int(bounds[j + 1]))
+            for name, out in numbers.items():
+                _fill_num(part.column(name), out[rows])
+            correct[rows] = _flag(part, "correct")
+            if "http_status" in part.column_names:
+                rate_limited[j] = pc.sum(pc.equal(part.column("http_status"), 429)).as_py() or 0
+
+        with ThreadPoolExecutor(max_workers=_workers(len(tables) + 3)) as pool:
+            coded = [pool.submit(_codes, [p.column(name) for p in parts])
+                     for name in ("item_id", "domain", "status")]  # fmt: skip
+            for done in [pool.submit(convert, j) for j in range(len(tables))]:
+                done.result()
+            (items, item), (domains, domain), (status_names, status_code) = (
+                c.result() for c in coded
+            )
         remap = np.array([STATUSES.index(s) for s in status_names], dtype=np.int8)  # type: ignore[arg-type]
         status = remap[status_code] if status_names else np.zeros(0, np.int8)
         itl_values = itl_offsets = None
-        prefill = (
-            _num(table, "prefill_energy_j")
-            if "prefill_energy_j" in table.column_names
-            else np.full(table.num_rows, math.nan)
-        )
         if "itl_s" in table.column_names:
             itl = table.column("itl_s").combine_chunks()
             if itl.null_count < len(itl):
                 itl_offsets = np.asarray(itl.offsets, dtype=np.int64)
                 itl_values = np.asarray(itl.values.to_numpy(zero_copy_only=False), dtype=float)
-        rate_limited = np.bincount(
-            group[_num(table, "http_status") == 429] if "http_status" in table.column_names
-            else np.zeros(0, np.int32), minlength=len(tables),
-        )  # fmt: skip
         cols = cls(
             groups=list(groups),
             items=items,
@@ -135,18 +160,13 @@ class RequestColumns:
             item=item.astype(np.int64),
             domain=domain,
             status=status,
-            correct=_flag(table, "correct"),
-            energy_j=_num(table, "energy_j"),
-            energy_net_j=_num(table, "energy_net_j"),
-            t_scheduled=_num(table, "t_scheduled"),
-            t_sent=_num(table, "t_sent"),
-            t_first_token=_num(table, "t_first_token"),
-            t_done=_num(table, "t_done"),
-            prompt_tokens=_num(table, "prompt_tokens"),
-            completion_tokens=_num(table, "completion_tokens"),
+            correct=correct,
+            **{name: numbers[name] for name in _NUMBERS},
             itl_values=itl_values,
             itl_offsets=itl_offsets,
-            prefill_energy_j=prefill,
+            prefill_energy_j=(
+                numbers["prefill_energy_j"] if has_prefill else np.full(n_rows, math.nan)
+            ),
             rate_limited=rate_limited,
         )
         return _fold_retries(cols, table, len(tables))
@@ -197,6 +217,11 @@ def _fold_retries(cols: RequestColumns, table: pa.Table, n_groups: int) -> Reque
     )  # fmt: skip
 
 
+def _workers(tasks: int) -> int:
+    """Threads for reading and converting runs: one per core (at most 4), never more than tasks."""
+    return max(1, min(tasks, os.cpu_count() or 1, 4))
+
+
 def nz(x: np.ndarray) -> np.ndarray:
     """x with NaN as 0 (a copy only when there is a NaN)."""
     missing = np.isnan(x)
@@ -211,12 +236,34 @@ def _subset(table: pa.Table) -> pa.Table:
     return table.select(names)
 
 
-def _codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
-    """Distinct values, sorted, and each row's index into them. Sorted, so that the same items
-    get the same indices (hence the same bootstrap weights) in whatever order rows arrived."""
-    column = column.cast(pa.string())
-    if column.null_count:
-        column = column.fill_null("")
+def _codes(parts: Sequence[pa.ChunkedArray]) -> tuple[list[str], np.ndarray]:
+    """Distinct values, sorted, and each row's index into them (the parts' rows one after
+    another). Sorted, so that the same items get the same indices (hence the same bootstrap
+    weights) in whatever order rows arrived. The runs of a study usually list the same items
+    (and so the same domains) in the same order: a part equal to the one before it is encoded
+    once (comparing is a fraction of the cost of hashing its strings)."""
+    strings = []
+    for part in parts:
+        part = part.cast(pa.string())
+        strings.append(part.fill_null("") if part.null_count else part)
+    distinct: list[pa.ChunkedArray] = []
+    which: list[int] = []
+    for part in strings:
+        if not (distinct and len(part) == len(distinct[-1]) and part.equals(distinct[-1])):
+            distinct.append(part)
+        which.append(len(distinct) - 1)
+    column = pa.chunked_array([c for d in distinct for c in d.chunks], type=pa.string())
+    names, codes = _encode(column)
+    if len(distinct) == len(strings):
+        return names, codes
+    starts = np.concatenate([[0], np.cumsum([len(d) for d in distinct])])
+    return names, np.concatenate(
+        [codes[starts[w] : starts[w + 1]] for w in which] or [np.zeros(0, codes.dtype)]
+    )
+
+
+def _encode(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """Distinct strings of a column (no nulls), sorted, and each row's index into them."""
     chunks = pc.dictionary_encode(column).chunks
     # Encoding a chunked column keeps one table of values across its chunks, so each chunk
     # carries the same (final) dictionary; check, and combine the chunks first otherwise.
@@ -243,6 +290,27 @@ def _num(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray(col.cast(pa.float64()).to_numpy(), dtype=np.float64)
 
 
+def _fill_num(column: pa.ChunkedArray, out: np.ndarray) -> None:
+    """A numeric column into `out` (float64, as long as the column), null as NaN: the same
+    values as `_num`, written in place."""
+    pos = 0
+    for chunk in column.chunks:
+        k = len(chunk)
+        if pa.types.is_boolean(chunk.type) or pa.types.is_null(chunk.type):
+            chunk = chunk.cast(pa.int8())
+        if chunk.null_count == k:
+            out[pos : pos + k] = math.nan
+        elif chunk.null_count or not (
+            pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type)
+        ):
+            out[pos : pos + k] = chunk.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            # Without nulls the values are read where they lie; numpy's int → float64 is the
+            # same rounding as Arrow's cast.
+            out[pos : pos + k] = chunk.to_numpy(zero_copy_only=True)
+        pos += k
+
+
 def _flag(table: pa.Table, name: str) -> np.ndarray:
     """A boolean column as bool, null as False."""
     return np.asarray(pc.fill_null(table.column(name), False).to_numpy(), dtype=bool)
@@ -255,17 +323,49 @@ class ItemMatrix:
     all are 0 where a run did not ask an item (`count` 0). See the module docstring for why.
 
     Each matrix is one bincount over the rows, made the first time it is read (a routing study
-    reads five of the twelve; at 10 M rows each is 80 MB and a tenth of a second).
+    reads five of the twelve; at 10 M rows each is 80 MB). The bincount runs run by run (a
+    run's rows add to one stretch of memory, its items in order: six times faster than item by
+    item at 10 M rows, and the same sums, as bincount adds a bin's rows in row order either
+    way). `by_run(name)` is that runs × n_items array, each run's items contiguous (what a
+    per-run figure reads); the attributes are n_items × runs, transposed from it (what a
+    cross-run figure reads). One layout of each is kept, the one asked for last.
     """
 
     def __init__(self, cols: RequestColumns) -> None:
         self._cols = cols
         self._shape = (len(cols.items), len(cols.groups))
-        self._key = cols.item * self._shape[1] + cols.group
+        self._key = cols.group.astype(np.int64) * self._shape[0] + cols.item
+        self._runs: dict[str, np.ndarray] = {}  # runs × n_items
+        self._items: dict[str, np.ndarray] = {}  # n_items × runs
+
+    def by_run(self, name: str) -> np.ndarray:
+        """Matrix `name` (one of the attributes) as runs × n_items: row j is run j's items."""
+        found = self._runs.get(name)
+        if found is None:
+            item_major = self._items.pop(name, None)
+            if item_major is None:
+                found = getattr(self, f"_make_{name}")()
+            else:
+                found = np.ascontiguousarray(item_major.T)
+            self._runs[name] = found
+        return found
+
+    def _by_item(self, name: str) -> np.ndarray:
+        found = self._items.get(name)
+        if found is None:
+            found = np.ascontiguousarray(self.by_run(name).T)
+            self._runs.pop(name)
+            self._items[name] = found
+        return found
 
     def _total(self, weights: np.ndarray | None) -> np.ndarray:
-        size = self._shape[0] * self._shape[1]
-        return np.bincount(self._key, weights=weights, minlength=size).reshape(self._shape)
+        n_items, runs = self._shape
+        if weights is not None and not weights.any():
+            # Nothing to add (a column absent from every run): the same zeros, from pages the
+            # system maps on first read instead of 80 MB written at 10 M rows.
+            return np.zeros((runs, n_items))
+        total = np.bincount(self._key, weights=weights, minlength=n_items * runs)
+        return total.reshape(runs, n_items)
 
     def _mean(self, weights: np.ndarray) -> np.ndarray:
         total = self._total(weights)
@@ -273,62 +373,58 @@ class ItemMatrix:
         return total if self._once else total / self._safe
 
     @cached_property
-    def count(self) -> np.ndarray:
+    def _count(self) -> np.ndarray:
         return self._total(None).astype(np.float64)
 
     @cached_property
     def _safe(self) -> np.ndarray:
-        return np.maximum(self.count, 1.0)
+        return np.maximum(self._count, 1.0)
 
     @cached_property
     def _once(self) -> bool:
-        return not self.count.size or float(self.count.max()) <= 1.0
+        return not self._count.size or float(self._count.max()) <= 1.0
 
-    @cached_property
-    def answered(self) -> np.ndarray:
-        """Whether each run asked each item at least once."""
-        return self.count > 0
+    def _make_count(self) -> np.ndarray:
+        return self._count
 
-    @cached_property
-    def correct(self) -> np.ndarray:
+    def _make_answered(self) -> np.ndarray:
+        return self._count > 0
+
+    def _make_asked(self) -> np.ndarray:
+        """`answered` as 0.0/1.0 (what the bootstrap resamples); with every item asked at
+        most once that is `count` itself."""
+        return self._count if self._once else (self._count > 0).astype(np.float64)
+
+    def _make_correct(self) -> np.ndarray:
         return self._mean(self._cols.correct.astype(np.float64))
 
-    @cached_property
-    def energy_j(self) -> np.ndarray:
+    def _make_energy_j(self) -> np.ndarray:
         return self._mean(nz(self._cols.energy_j))
 
-    @cached_property
-    def energy_net_j(self) -> np.ndarray:
+    def _make_energy_net_j(self) -> np.ndarray:
         return self._mean(nz(self._cols.energy_net_j))
 
     @cached_property
     def _e2e(self) -> np.ndarray:
         return self._cols.t_done - self._cols.t_sent
 
-    @cached_property
-    def e2e_s(self) -> np.ndarray:
+    def _make_e2e_s(self) -> np.ndarray:
         return self._mean(nz(self._e2e))
 
-    @cached_property
-    def power_w(self) -> np.ndarray:
-        """Mean of E_i / L_i over the item's attempts (the harness's average)."""
+    def _make_power_w(self) -> np.ndarray:
         e2e = self._e2e
         with np.errstate(divide="ignore", invalid="ignore"):
-            power = np.where(e2e > 0, nz(self._cols.energy_j) / e2e, 0.0)
+            power = nz(self._cols.energy_j) / e2e
+        power[~(e2e > 0)] = 0.0  # in place: one array of 10 M rows, not three
         return self._mean(power)
 
-    @cached_property
-    def prompt_tokens(self) -> np.ndarray:
-        """Mean per attempt (missing counts as 0; see prompt_missing)."""
+    def _make_prompt_tokens(self) -> np.ndarray:
         return self._mean(nz(self._cols.prompt_tokens))
 
-    @cached_property
-    def completion_tokens(self) -> np.ndarray:
+    def _make_completion_tokens(self) -> np.ndarray:
         return self._mean(nz(self._cols.completion_tokens))
 
-    @cached_property
-    def prompt_missing(self) -> np.ndarray:
-        """Attempts without a prompt-token count."""
+    def _make_prompt_missing(self) -> np.ndarray:
         return self._total(np.isnan(self._cols.prompt_tokens).astype(np.float64))
 
     # The request's two phases: energy and seconds from sent to first token (a request with no
@@ -337,21 +433,76 @@ class ItemMatrix:
         prefill_j = self._cols.prefill_energy_j
         return np.full(self._cols.n_rows, math.nan) if prefill_j is None else prefill_j
 
-    @cached_property
-    def prefill_energy_j(self) -> np.ndarray:
+    def _make_prefill_energy_j(self) -> np.ndarray:
         return self._mean(nz(self._prefill_j()))
 
-    @cached_property
-    def prefill_s(self) -> np.ndarray:
+    def _make_prefill_s(self) -> np.ndarray:
         e2e = self._e2e
-        ttft = self._cols.t_first_token - self._cols.t_sent
-        prefill_s = np.clip(np.where(np.isnan(ttft), e2e, ttft), 0.0, np.maximum(e2e, 0.0))
+        # In place (the same values as clip(where(isnan(ttft), e2e, ttft), 0, max(e2e, 0))).
+        prefill_s = self._cols.t_first_token - self._cols.t_sent
+        np.copyto(prefill_s, e2e, where=np.isnan(prefill_s))
+        np.clip(prefill_s, 0.0, np.maximum(e2e, 0.0), out=prefill_s)
         return self._mean(nz(prefill_s))
 
-    @cached_property
+    def _make_prefill_missing(self) -> np.ndarray:
+        return self._total(np.isnan(self._prefill_j()).astype(np.float64))
+
+    @property
+    def count(self) -> np.ndarray:
+        return self._by_item("count")
+
+    @property
+    def answered(self) -> np.ndarray:
+        """Whether each run asked each item at least once."""
+        return self._by_item("answered")
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self._by_item("correct")
+
+    @property
+    def energy_j(self) -> np.ndarray:
+        return self._by_item("energy_j")
+
+    @property
+    def energy_net_j(self) -> np.ndarray:
+        return self._by_item("energy_net_j")
+
+    @property
+    def e2e_s(self) -> np.ndarray:
+        return self._by_item("e2e_s")
+
+    @property
+    def power_w(self) -> np.ndarray:
+        """Mean of E_i / L_i over the item's attempts (the harness's average)."""
+        return self._by_item("power_w")
+
+    @property
+    def prompt_tokens(self) -> np.ndarray:
+        """Mean per attempt (missing counts as 0; see prompt_missing)."""
+        return self._by_item("prompt_tokens")
+
+    @property
+    def completion_tokens(self) -> np.ndarray:
+        return self._by_item("completion_tokens")
+
+    @property
+    def prompt_missing(self) -> np.ndarray:
+        """Attempts without a prompt-token count."""
+        return self._by_item("prompt_missing")
+
+    @property
+    def prefill_energy_j(self) -> np.ndarray:
+        return self._by_item("prefill_energy_j")
+
+    @property
+    def prefill_s(self) -> np.ndarray:
+        return self._by_item("prefill_s")
+
+    @property
     def prefill_missing(self) -> np.ndarray:
         """Attempts whose energy was not split into phases."""
-        return self._total(np.isnan(self._prefill_j()).astype(np.float64))
+        return self._by_item("prefill_missing")
 
 
 def item_matrix(cols: RequestColumns) -> ItemMatrix:

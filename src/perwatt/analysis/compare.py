@@ -43,7 +43,7 @@ from perwatt.analysis._bootstrap import (
     bootstrap_sums,
     ratio,
 )
-from perwatt.analysis._columns import RequestColumns, item_matrix
+from perwatt.analysis._columns import KERNEL_COLUMNS, RequestColumns, item_matrix
 from perwatt.errors import PerwattError
 from perwatt.store import RunData
 
@@ -166,7 +166,9 @@ def compare_runs(
         raise PerwattError("--resamples must be at least 100 for a 95% interval")
     parsed = parse_claim(claim, metric) if claim is not None else None
 
-    cols = RequestColumns.from_tables([a.requests, b.requests], ["A", "B"])
+    # Only the columns the kernel reads (a third of a requests file), as report and route do.
+    tables = [run.answer_columns(KERNEL_COLUMNS) for run in (a, b)]
+    cols = RequestColumns.from_tables(tables, ["A", "B"])
     m = item_matrix(cols)
     answered = m.answered
     shared = np.flatnonzero(answered.all(axis=1))

@@ -57,12 +57,13 @@ from perwatt.analysis._columns import (
     item_matrix,
     nz,
 )
+from perwatt.analysis.tasks import TaskFigures
 from perwatt.records import STATUSES
 from perwatt.store import EnergyTotals
 
 # Bumped whenever a figure's definition changes: a summary.json written by another version is
 # then computed again rather than trusted.
-KERNEL_VERSION = 4
+KERNEL_VERSION = 5  # 5: task runs (tasks.parquet) and their figures
 # The workload and steady-state windows are cut into blocks of about BLOCK_S seconds (at most
 # MAX_BLOCKS) for the block bootstrap under concurrency; the runner records their energy.
 BLOCK_S = 1.0
@@ -190,6 +191,9 @@ class RunSummary:
     # None where the endpoint exposes no /metrics (docs/metrics.md, "Server-side batch size").
     mean_batch_size: float | None = None
     domains: list[DomainSummary] = field(default_factory=list)
+    # A multi-turn run (--task): its unit is the task, and what only tasks have (turns, tool
+    # calls, cached tokens: analysis/tasks.py); None for a single-turn run.
+    tasks: TaskFigures | None = None
     bootstrap: str = ""
     kernel_version: int = KERNEL_VERSION
     requests_sha256: str = ""  # what it was computed from (set by whoever stores it)
@@ -409,9 +413,11 @@ def summarize(
     if len(contexts) != g:
         raise ValueError("one RunContext per run")
     m = matrix or item_matrix(cols)
-    answered = m.answered.astype(np.float64)
-    blocks = [answered, m.correct, m.energy_j, m.energy_net_j, m.e2e_s, m.power_w,
-              m.completion_tokens, m.prompt_tokens, m.prefill_energy_j, m.prefill_s]  # fmt: skip
+    # Each block n_items × runs, as a view of the matrix kept run by run (what the per-run
+    # figures read); the bootstrap copies its chunks of items whatever the layout.
+    blocks = [m.by_run(name).T for name in (
+        "asked", "correct", "energy_j", "energy_net_j", "e2e_s", "power_w",
+        "completion_tokens", "prompt_tokens", "prefill_energy_j", "prefill_s")]  # fmt: skip
     if extra_columns is not None:
         blocks.append(np.asarray(extra_columns).reshape(len(cols.items), -1))
     sums = bootstrap_sums(blocks, resamples, seed) if len(cols.items) and resamples else None
@@ -437,6 +443,30 @@ def _group_slices(group: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.concatenate([[0], np.cumsum(counts)])
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """Run j's rows of the per-item matrices, over the items it asked (the whole row, not a
+    copy, when it asked every item): `asked("correct")` is what `m.correct[asked, j]` was."""
+
+    m: ItemMatrix
+    j: int
+    mask: np.ndarray
+    every: bool
+
+    @classmethod
+    def of(cls, m: ItemMatrix, j: int) -> _Asked:
+        mask = m.by_run("answered")[j]
+        return cls(m, j, mask, bool(mask.all()))
+
+    @property
+    def n(self) -> int:
+        return self.mask.size if self.every else int(self.mask.sum())
+
+    def __call__(self, name: str) -> np.ndarray:
+        row = self.m.by_run(name)[self.j]
+        return row if self.every else row[self.mask]
+
+
 def _summarize_run(
     cols: RequestColumns,
     m: ItemMatrix,
@@ -447,13 +477,13 @@ def _summarize_run(
     resamples: int,
     seed: int,
 ) -> RunSummary:
-    asked = m.answered[:, j]
-    n = int(asked.sum())
-    c_sum = float(m.correct[asked, j].sum())
-    e_sum = float(m.energy_j[asked, j].sum())
-    e_net_sum = float(m.energy_net_j[asked, j].sum())
-    lat_sum = float(m.e2e_s[asked, j].sum())
-    p_mean = float(m.power_w[asked, j].mean()) if n else None
+    asked = _Asked.of(m, j)
+    n = asked.n
+    c_sum = float(asked("correct").sum())
+    e_sum = float(asked("energy_j").sum())
+    e_net_sum = float(asked("energy_net_j").sum())
+    lat_sum = float(asked("e2e_s").sum())
+    p_mean = float(asked("power_w").mean()) if n else None
 
     def est(point: float | None, stat: np.ndarray | None, why: str = "") -> Estimate:
         return estimate(point, stat if b is not None else None, why=why)
@@ -482,9 +512,9 @@ def _summarize_run(
         power, ipw = _window_power(ctx.energy, accuracy.value, acc_boot, resamples, seed)
     tokens_per_query = (
         None if b is None else ratio(b.tok, b.n),
-        float(m.completion_tokens[asked, j].sum()) / n if n else None,
+        float(asked("completion_tokens").sum()) / n if n else None,
     )
-    per_token = _per_token_and_phase(m, j, asked, b, est)
+    per_token = _per_token_and_phase(asked, b, est)
     steady = _steady_state(cols, rows, ctx, tokens_per_query, resamples, seed)
 
     status = cols.status[rows]
@@ -501,6 +531,8 @@ def _summarize_run(
         good &= lat.e2e_s <= ctx.slo.e2e_s
     window = ctx.energy.window_s
     tokens = float(nz(cols.completion_tokens[done_rows]).sum())
+    # No answer with a token count (an endpoint without usage or tokenizer): tokens/s is unknown.
+    counted = bool(np.isfinite(cols.completion_tokens[done_rows]).any())
     ttft_p = percentiles(lat.ttft_s[completed], (50, 90, 99))
     e2e_p = percentiles(lat.e2e_s[completed], (50, 90, 99))
     tpot_p = percentiles(lat.tpot_s[completed], (50, 90, 99))
@@ -533,7 +565,7 @@ def _summarize_run(
         avg_power_per_query_w=per_query_power,
         ipw_per_query=ipw_per_query,
         requests_per_s=n_requests / window if window else None,
-        tokens_per_s=tokens / window if window else None,
+        tokens_per_s=tokens / window if window and counted else None,
         goodput_rps=float(good.sum()) / window if window else None,
         slo=ctx.slo.describe(),
         error_rate=(
@@ -562,7 +594,7 @@ def _summarize_run(
         **per_token,
         **steady,
         mean_batch_size=ctx.mean_batch_size,
-        domains=_domains(cols, m, j),
+        domains=_domains(cols, asked),
         bootstrap=f"95% paired bootstrap over items, {resamples} resamples, seed {seed}",
     )
 
@@ -587,21 +619,19 @@ def _window_power(
     return estimate(p_point, p_boot), estimate(ipw_point, ratio(acc_boot, p_boot))
 
 
-def _per_token_and_phase(
-    m: ItemMatrix, j: int, asked: np.ndarray, b: _Boot | None, est: Any
-) -> dict[str, Estimate]:
+def _per_token_and_phase(asked: _Asked, b: _Boot | None, est: Any) -> dict[str, Estimate]:
     """J per output token and per token, and the energy's split into prefill and decode."""
-    n = int(asked.sum())
-    e_sum = float(m.energy_j[asked, j].sum())
-    tok = float(m.completion_tokens[asked, j].sum())
-    tok_p = float(m.prompt_tokens[asked, j].sum())
-    pre = float(m.prefill_energy_j[asked, j].sum())
-    s_pre = float(m.prefill_s[asked, j].sum())
-    s_all = float(m.e2e_s[asked, j].sum())
+    n = asked.n
+    e_sum = float(asked("energy_j").sum())
+    tok = float(asked("completion_tokens").sum())
+    tok_p = float(asked("prompt_tokens").sum())
+    pre = float(asked("prefill_energy_j").sum())
+    s_pre = float(asked("prefill_s").sum())
+    s_all = float(asked("e2e_s").sum())
     out: dict[str, Estimate] = {
         "j_per_output_token": est(e_sum / tok if tok else None, b and ratio(b.e, b.tok)),
     }
-    no_prompt = int(m.prompt_missing[asked, j].sum())
+    no_prompt = int(asked("prompt_missing").sum())
     if no_prompt:
         why = f"prompt_tokens missing on {no_prompt} requests (the endpoint reported no usage)"
         out["j_per_total_token"] = Estimate(None, why=why)
@@ -610,7 +640,7 @@ def _per_token_and_phase(
                                        b and ratio(b.e, b.tok + b.tok_p))  # fmt: skip
     phases = ("prefill_energy_per_query_j", "decode_energy_per_query_j", "prefill_energy_share",
               "prefill_power_w", "decode_power_w")  # fmt: skip
-    unsplit = int(m.prefill_missing[asked, j].sum())
+    unsplit = int(asked("prefill_missing").sum())
     if unsplit or not n:
         why = f"energy not split into prefill and decode on {unsplit} requests" if unsplit else ""
         return out | {name: Estimate(None, why=why) for name in phases}
@@ -665,12 +695,13 @@ def _steady_state(
     t0, t1 = energy.steady_start_s, energy.steady_end_s
     seconds = t1 - t0
     tokens = float(np.diff(_tokens_by(cols, rows, np.array([t0, t1])))[0])
+    known = bool(np.isfinite(cols.completion_tokens[rows]).any())  # else tokens/s is unknown
     boot_blocks = np.asarray(energy.steady_blocks, dtype=float).reshape(-1, 2)
     j_token = energy.steady_j / tokens if tokens else None
     boot_tq, tq = tokens_per_query
     j_query = j_token * tq if j_token is not None and tq is not None else None
     out |= {"steady_start_s": t0, "steady_end_s": t1,
-            "steady_tokens_per_s": tokens / seconds if seconds > 0 else None}  # fmt: skip
+            "steady_tokens_per_s": tokens / seconds if seconds > 0 and known else None}  # fmt: skip
     power = energy.steady_j / seconds if seconds > 0 else None
     if len(boot_blocks) < 5 or boot_tq is None:
         why = "too few time blocks for a block bootstrap"
@@ -705,13 +736,13 @@ def item_domains(cols: RequestColumns) -> np.ndarray:
     return cols.item_domains
 
 
-def _domains(cols: RequestColumns, m: ItemMatrix, j: int) -> list[DomainSummary]:
-    asked = m.answered[:, j]
-    dom = item_domains(cols)[asked]
+def _domains(cols: RequestColumns, asked: _Asked) -> list[DomainSummary]:
+    dom = item_domains(cols)
+    dom = dom if asked.every else dom[asked.mask]
     k = len(cols.domains)
     n = np.bincount(dom, minlength=k)
-    correct = np.bincount(dom, weights=m.correct[asked, j], minlength=k)
-    energy = np.bincount(dom, weights=m.energy_j[asked, j], minlength=k)
+    correct = np.bincount(dom, weights=asked("correct"), minlength=k)
+    energy = np.bincount(dom, weights=asked("energy_j"), minlength=k)
     out = []
     for d in sorted(range(k), key=lambda d: cols.domains[d]):
         if n[d] == 0:

@@ -9,9 +9,11 @@ the same rows always give the same figures). Only the kernel's columns are read 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from perwatt.analysis.metrics import (
     mean_batch_size,
     summarize,
 )
+from perwatt.analysis.tasks import task_figures
 from perwatt.store import RunData
 
 _SUMMARY = TypeAdapter(RunSummary)
@@ -123,12 +126,24 @@ def compute_summaries(runs: Sequence[RunData]) -> list[RunSummary]:
     for (seed, resamples), members in groups.items():
         chosen = [runs[k] for k in members]
         cols = RequestColumns.from_runs(chosen)
-        summaries, _ = summarize(
-            cols, [run_context(r) for r in chosen], resamples=resamples, seed=seed
-        )
-        for k, run, summary in zip(members, chosen, summaries, strict=True):
-            out[k] = _with_digest(summary, _digest(run))
+        # The digests (sha256 releases the GIL) are taken beside the kernel, from the columns
+        # it has just read.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            digests = pool.map(_digest, chosen)
+            summaries, _ = summarize(
+                cols, [run_context(r) for r in chosen], resamples=resamples, seed=seed
+            )
+            for k, summary, digest in zip(members, summaries, digests, strict=True):
+                out[k] = _with_tasks(_with_digest(summary, digest), runs[k], resamples, seed)
     return [out[k] for k in range(len(runs))]
+
+
+def _with_tasks(summary: RunSummary, run: RunData, resamples: int, seed: int) -> RunSummary:
+    """A task run's summary with what only tasks have (turns, tool calls, cached tokens)."""
+    tasks = run.tasks()
+    if tasks is None:
+        return summary
+    return dataclasses.replace(summary, tasks=task_figures(tasks, resamples=resamples, seed=seed))
 
 
 def summaries_of(runs: Sequence[RunData]) -> list[RunSummary]:
@@ -159,7 +174,7 @@ def _stored(run: RunData) -> RunSummary | None:
 
 
 def _digest(run: RunData) -> str:
-    return rows_digest(run.request_columns(KERNEL_COLUMNS))
+    return rows_digest(run.answer_columns(KERNEL_COLUMNS))
 
 
 def _with_digest(summary: RunSummary, digest: str) -> RunSummary:

@@ -16,8 +16,10 @@ def doctor() -> None:
 
     info = hardware_info()
     cpu = info.cpu
-    say(f"CPU  {cpu.model} (vendor {cpu.vendor}, family {cpu.family}, model "
-        f"{cpu.model_number}); {cpu.logical_cores} logical cores, {cpu.usable_cores} usable")
+    say(
+        f"CPU  {cpu.model} (vendor {cpu.vendor}, family {cpu.family}, model "
+        f"{cpu.model_number}); {cpu.logical_cores} logical cores, {cpu.usable_cores} usable"
+    )
     say(f"memory  {info.memory_gib:.1f} GiB   virtualization  {info.virtualized}")  # fmt: skip
     if info.accelerators:
         for acc in info.accelerators:

@@ -122,9 +122,7 @@ def run(
     threads: Annotated[int, typer.Option(help="Managed server threads (0: all cores).")] = (
         _default("n_threads")
     ),
-    ctx: Annotated[int, typer.Option(help="Managed server context per slot.")] = _default(
-        "n_ctx"
-    ),
+    ctx: Annotated[int, typer.Option(help="Managed server context per slot.")] = _default("n_ctx"),
     batch: Annotated[int, typer.Option(help="Managed server batch size (n_batch).")] = _default(
         "n_batch"
     ),
@@ -150,6 +148,23 @@ def run(
             "baseline, instead of measuring with a warning.",
         ),
     ] = False,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="single: one call per item; retry: a wrong answer is told so and asked again; "
+            "tools: the model may call a calculator and a unit converter. Figures are per task.",
+        ),
+    ] = _default("task_kind"),
+    max_turns: Annotated[
+        int, typer.Option(help="With --task retry|tools: model calls a task may make.")
+    ] = _default("max_turns"),
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(
+            help="A GGUF whose vocabulary counts tokens when the server sends no usage "
+            "(default: the server's own tokenizer, else the packaged model's GGUF).",
+        ),
+    ] = None,
     html: Annotated[
         Path | None, typer.Option(help="Also write the HTML report of these runs here.")
     ] = None,
@@ -195,6 +210,9 @@ def run(
             bootstrap_resamples=resamples,
             require_idle_machine=require_idle_machine,
             retries=retries,
+            task_kind=task,
+            max_turns=max_turns,
+            tokenizer=tokenizer,
         )
     except ValidationError as exc:
         raise PerwattError(_validation_message(exc)) from None

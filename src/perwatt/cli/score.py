@@ -262,8 +262,10 @@ def _score_outputs(
     rows, used = read_outputs(path, mapping)
     with _judge_settings(judge) as settings:
         scored, stats = score_outputs(rows, info.name, scorer=name, judge=settings)
-    say(f"{len(scored)} responses in {path} scored with {name} (reference={used.reference}, "
-        f"response={used.response}" + (f", label={used.label}" if used.label else "") + ")")
+    say(
+        f"{len(scored)} responses in {path} scored with {name} (reference={used.reference}, "
+        f"response={used.response}" + (f", label={used.label}" if used.label else "") + ")"
+    )
     console.print(agreement_table(scored))
     labelled = [s for s in scored if s.row.label is not None and s.detail.correct is not None]
     if labelled:

@@ -26,6 +26,18 @@ Credentials in the URL's userinfo are sent in the `Authorization` header and nev
 `user:password@` as HTTP Basic (RFC 7617, as curl and requests do); a single secret, `KEY@` or
 `:KEY@`, as `Bearer KEY` (the OpenAI convention). Userinfo wins over an API key from the
 environment (`PERWATT_API_KEY`, `OPENAI_API_KEY`), which is sent as `Bearer` otherwise.
+
+Tools (OpenAI function calling): a chat `Prompt` may carry `tools` (the request's `tools` list,
+function-tool schemas as the server takes them), and its messages may be an assistant turn with
+`tool_calls` and `role="tool"` answers with a `tool_call_id`, so a whole tool-using conversation
+is one Prompt; `complete(prompt, tools=...)` is the same as sending the prompt with those tools.
+Streamed `delta.tool_calls` fragments (`{index, id?, type?, function: {name?, arguments?}}`,
+arguments in string pieces) are joined per index into `Completion.tool_calls`; a call's fragments
+are timestamped like content pieces (they are what the model generated). `finish_reason:
+"tool_calls"` is an ordinary end (status ok). A fragment of the wrong shape, or a call that never
+got a function name, is a `protocol` error. llama-server fills `tools` into the prompt only when
+the model's chat template renders them (`/props` `chat_template_caps.supports_tools`): with one
+that does not (SmolLM2's own) it silently answers in text; see tests/endpoints/test_tool_calls.py.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Literal
@@ -102,19 +114,42 @@ _STALE_CONNECTION = (
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One tool call a model asked for: the server's call id, the function's name and its
+    arguments exactly as streamed (JSON text, not checked: a model may send malformed JSON)."""
+
+    id: str
+    name: str
+    arguments_json: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The call as an assistant message's `tool_calls` entry (OpenAI's shape)."""
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.arguments_json}}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ChatMessage:
+    """One chat message. An assistant turn may carry the `tool_calls` it made (`ToolCall`s, or
+    OpenAI-shaped dicts sent as they are); a `role="tool"` message answers the call whose id is
+    `tool_call_id`."""
+
     role: str
     content: str
+    tool_calls: tuple[ToolCall | dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """What is sent: chat messages, or a raw completion prompt with stop sequences."""
+    """What is sent: chat messages (with the `tools` the model may call: OpenAI function-tool
+    schemas, the request's `tools` field), or a raw completion prompt with stop sequences."""
 
     api: Api
     messages: tuple[ChatMessage, ...] = ()
     text: str = ""
     stop: tuple[str, ...] = ()
+    tools: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,6 +189,9 @@ class Completion:
     # A kept-alive connection had been closed by the server and this request was sent again on a
     # fresh one (transparently, before any response byte; t_sent is the second send).
     reconnected: bool = False
+    # The tool calls the model made, in index order (empty for an answer in text, and for a
+    # failed request).
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 def api_key_from_env() -> str | None:
@@ -214,10 +252,12 @@ class _Stream:
     """What one streamed response has said so far, fed one SSE line at a time.
 
     Raises `_Malformed` for a chunk of the wrong shape and `_ServerError` for an error event;
-    `done` turns true at `data: [DONE]`. Each content piece is timestamped as it is parsed.
+    `done` turns true at `data: [DONE]`. Each content piece is timestamped as it is parsed, and
+    so is each delta that adds to a tool call (`tools`: index → [id, name, argument pieces],
+    None until a delta has `tool_calls`; `tool_calls()` joins them).
     """
 
-    __slots__ = ("clock", "done", "finish_reason", "parts", "times", "timings", "usage")
+    __slots__ = ("clock", "done", "finish_reason", "parts", "times", "timings", "tools", "usage")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
@@ -228,6 +268,7 @@ class _Stream:
             tuple[int | None, float | None, int | None, float | None, int | None] | None
         ) = None
         self.finish_reason: str | None = None
+        self.tools: dict[int, list[Any]] | None = None
         self.done = False
 
     def feed(self, line: bytes) -> None:
@@ -260,6 +301,8 @@ class _Stream:
                     piece = choice.get("text")
                 elif delta.__class__ is dict:
                     piece = delta.get("content")
+                    if "tool_calls" in delta:  # the one test the no-tool path pays
+                        self._tool_delta(delta["tool_calls"], piece)
                 else:
                     raise _Malformed(f"delta is {_what(delta)}, not an object")
                 if piece.__class__ is str:
@@ -287,6 +330,56 @@ class _Stream:
         value = event.get("timings")
         if value is not None:
             self.timings = _timings(value)
+
+    def _tool_delta(self, fragments: Any, piece: Any) -> None:
+        """Add one delta's `tool_calls` fragments (OpenAI's streaming shape) to `tools`."""
+        if fragments is None:
+            return
+        if fragments.__class__ is not list:
+            raise _Malformed(f"delta.tool_calls is {_what(fragments)}, not a list")
+        calls = self.tools
+        if calls is None:
+            calls = self.tools = {}
+        grew = False
+        for position, fragment in enumerate(fragments):
+            if fragment.__class__ is not dict:
+                raise _Malformed(f"a tool call fragment is {_what(fragment)}, not an object")
+            index = fragment.get("index", position)  # OpenAI always sends it; a list position else
+            if index.__class__ is not int or index < 0:
+                raise _Malformed(f"tool_calls[].index is {_what(index)}, not an index")
+            call_id = _text(fragment, "id", "tool_calls[]")
+            _text(fragment, "type", "tool_calls[]")
+            call = calls.get(index)
+            if call is None:
+                call = calls[index] = [None, None, []]
+            if call_id and call[0] is None:  # sent with a call's first fragment; never changes
+                call[0] = call_id
+            function = fragment.get("function")
+            if function is None:
+                continue
+            if function.__class__ is not dict:
+                raise _Malformed(f"tool_calls[].function is {_what(function)}, not an object")
+            name = _text(function, "name", "tool_calls[].function")
+            if name and call[1] is None:  # sent whole, once (a repeat changes nothing)
+                call[1] = name
+                grew = True
+            arguments = _text(function, "arguments", "tool_calls[].function")
+            if arguments:
+                call[2].append(arguments)
+                grew = True
+        if grew and not (piece.__class__ is str and piece):  # one time per delta
+            self.times.append(self.clock())
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The streamed tool calls, joined, in index order; `_Malformed` for one without a
+        function name. A call without an id (OpenAI's shape always has one) gets `call_<index>`."""
+        out = []
+        for index, (call_id, name, pieces) in sorted((self.tools or {}).items()):
+            if not name:
+                raise _Malformed(f"tool call {index} has no function name")
+            out.append(ToolCall(id=call_id or f"call_{index}", name=name,
+                                arguments_json="".join(pieces)))  # fmt: skip
+        return tuple(out)
 
 
 class StreamingClient:
@@ -440,7 +533,13 @@ class StreamingClient:
         if prompt.stop:
             body["stop"] = list(prompt.stop)
         if prompt.api == "chat":
-            body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            body["messages"] = [
+                {"role": m.role, "content": m.content}
+                if not m.tool_calls and m.tool_call_id is None else _message_json(m)
+                for m in prompt.messages
+            ]  # fmt: skip
+            if prompt.tools:
+                body["tools"] = list(prompt.tools)
             url = self._urls["chat/completions"]
         else:
             body["prompt"] = prompt.text
@@ -448,8 +547,13 @@ class StreamingClient:
         # Serialised here, before t_sent, so that building the request is not counted as latency.
         return url, json.dumps(body, separators=(",", ":")).encode()
 
-    async def complete(self, prompt: Prompt) -> Completion:
-        """Send one streamed request and return what happened, whatever happened."""
+    async def complete(
+        self, prompt: Prompt, *, tools: Sequence[dict[str, Any]] | None = None
+    ) -> Completion:
+        """Send one streamed request and return what happened, whatever happened. `tools` (chat
+        only) replaces the prompt's own: `complete(p, tools=t)` sends `replace(p, tools=t)`."""
+        if tools is not None:
+            prompt = dataclasses.replace(prompt, tools=tuple(tools))
         url, body = self._request(prompt)
         return await self._send(url, body)
 
@@ -571,6 +675,12 @@ class StreamingClient:
         if failure is None and stream.finish_reason is None:
             ended = "[DONE]" if stream.done else "the stream"
             failure = (f"stream ended ({ended}) without a finish_reason", "protocol")
+        tool_calls: tuple[ToolCall, ...] = ()
+        if failure is None and stream.tools:
+            try:
+                tool_calls = stream.tool_calls()
+            except _Malformed as exc:
+                failure = (f"malformed stream chunk: {exc}", "protocol")
         parts, times, usage, timings = stream.parts, stream.times, stream.usage, stream.timings
         if failure is not None:
             error, kind = failure
@@ -583,7 +693,7 @@ class StreamingClient:
         return self._completion(
             "truncated" if finish_reason == "length" else "ok", parts, times, t_sent, usage,
             timings, finish_reason, t_done=t_done, http_status=http_status,
-            reconnected=reconnected,
+            reconnected=reconnected, tool_calls=tool_calls,
         )  # fmt: skip
 
     def _completion(
@@ -602,6 +712,7 @@ class StreamingClient:
         http_status: int | None = None,
         retry_after_s: float | None = None,
         reconnected: bool = False,
+        tool_calls: tuple[ToolCall, ...] = (),
     ) -> Completion:
         if t_done is None:
             t_done = self._clock()
@@ -639,6 +750,7 @@ class StreamingClient:
             server_predicted_n=predicted_n,
             server_predicted_ms=predicted_ms,
             reconnected=reconnected,
+            tool_calls=tool_calls,
         )
 
     def _describe(self, exc: BaseException) -> str:
@@ -723,6 +835,25 @@ def _server_error(event: dict[str, Any]) -> str | None:
     if event.get("object") == "error":
         return _short(str(event.get("message") or "error"))
     return None
+
+
+def _message_json(message: ChatMessage) -> dict[str, Any]:
+    """A chat message with tool calls, or a tool's answer, as the request carries it."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [c.as_json() if isinstance(c, ToolCall) else c
+                             for c in message.tool_calls]  # fmt: skip
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _text(obj: dict[str, Any], key: str, where: str) -> str | None:
+    """An optional string field of a tool call fragment."""
+    value = obj.get(key)
+    if value is None or value.__class__ is str:
+        return value
+    raise _Malformed(f"{where}.{key} is {_what(value)}, not a string")
 
 
 def _count(obj: dict[str, Any], key: str, where: str) -> int | None:

@@ -37,7 +37,6 @@ class IdleBaseline:
         return float(sum(self.power_w.values()))
 
 
-
 def _window_powers(series: DomainSeries, edges: np.ndarray) -> np.ndarray:
     return np.diff(series.at(edges)) / np.diff(edges)
 

@@ -112,6 +112,4 @@ def _open(request: SourceRequest) -> list[EnergySource]:
     return [RaplSource(zone) for zone in rapl_zones()]
 
 
-PROVIDERS = (
-    Provider("rapl (CPU package/DRAM)", "counter", lambda: [_rapl()], _open, order=2),
-)
+PROVIDERS = (Provider("rapl (CPU package/DRAM)", "counter", lambda: [_rapl()], _open, order=2),)

@@ -171,6 +171,54 @@ def phase_table(summaries: Sequence[RunSummary]) -> Table:
     return table
 
 
+def task_table(summaries: Sequence[RunSummary]) -> Table | None:
+    """What only multi-turn runs have (analysis/tasks.py): turns, tool calls and tokens per
+    task, the prefix cache's share of prompt tokens, and how the tasks ended. None when no run
+    in `summaries` is a task run."""
+    runs = [s for s in ordered(summaries) if s.tasks is not None]
+    if not runs:
+        return None
+    table = _table("tasks")
+    table.add_column("model", overflow="fold", min_width=12, max_width=NAME_WIDTH)
+    table.add_column("task", no_wrap=True)
+    for name in ("turns\n/task", "tool calls\n/task", "tokens\n/task", "cached\ntoken %",
+                 "between\ncalls J %"):  # fmt: skip
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("ended", overflow="fold")
+    for label, s in zip(run_labels(runs), runs, strict=True):
+        t = s.tasks
+        assert t is not None
+        ended = ", ".join(f"{k} {v}" for k, v in sorted(t.outcomes.items()))
+        if t.n_tool_errors:
+            ended += f"; {t.n_tool_errors} failed tool calls"
+        table.add_row(
+            Text(label),
+            t.kind,
+            cell(t.turns_per_task),
+            cell(t.tool_calls_per_task),
+            cell(t.tokens_per_task),
+            cell(t.cached_token_share, percent=True),
+            cell(t.harness_energy_share, percent=True),
+            Text(ended),
+        )
+    return table
+
+
+def task_notes(summaries: Sequence[RunSummary]) -> list[str]:
+    """What the figures of a task run count: tasks, not requests."""
+    runs = ordered(summaries)
+    out = []
+    for label, s in zip(run_labels(runs), runs, strict=True):
+        if s.tasks is not None:
+            out.append(
+                f"{label}: a {s.tasks.kind} run: n, acc %, J/query, J/correct and correct/kJ "
+                f"count its {s.n} tasks ({s.tasks.n_calls} model calls): task success rate, J "
+                "per task, J per solved task, solved tasks per kJ; a task's energy is its calls' "
+                "plus its tools' and the gaps between its calls"
+            )
+    return out
+
+
 def steady_table(summaries: Sequence[RunSummary]) -> Table:
     """The steady-state window (every slot busy) beside the whole run: J per 1k output tokens,
     average power and output tokens/s."""
@@ -317,10 +365,13 @@ def print_leaderboard(console: Console, summaries: Sequence[RunSummary]) -> None
     notes += [Text(n, style="dim") for n in interval_notes(summaries)]
     notes += [Text(n, style="dim") for n in phase_notes(summaries)]
     notes += [Text(n, style="dim") for n in retry_notes(summaries)]
+    notes += [Text(n, style="dim") for n in task_notes(summaries)]
     notes += [Text("warning: " + w, style="bold red") for w in measurement_warnings(summaries)]
+    tasks = task_table(summaries)
     console.print(
         Group(
             leaderboard(summaries),
+            *([tasks] if tasks is not None else []),
             phase_table(summaries),
             steady_table(summaries),
             latency_table(summaries),

@@ -17,6 +17,7 @@ from perwatt.store._files import (
     SERVER_METRICS_FILE,
     SPEC_FILE,
     SUMMARY_FILE,
+    TASKS_FILE,
 )
 from perwatt.store._manifest import (
     MANIFEST_VERSION,
@@ -32,6 +33,7 @@ from perwatt.store._manifest import (
     ServerInfo,
     ServerMetricsInfo,
     SloInfo,
+    TokenizerInfo,
 )
 from perwatt.store._reader import (
     FoundRuns,
@@ -51,12 +53,14 @@ from perwatt.store._schema import (
     REQUEST_SCHEMA,
     SCORE_SCHEMA,
     SERVER_METRICS_SCHEMA,
+    TASK_SCHEMA,
     check_requests,
     items_table,
     power_table,
     records_table,
     scores_table,
     server_metrics_table,
+    tasks_table,
 )
 from perwatt.store._writer import RunWriter, write_rescored
 
@@ -77,6 +81,8 @@ __all__ = [
     "SERVER_METRICS_SCHEMA",
     "SPEC_FILE",
     "SUMMARY_FILE",
+    "TASKS_FILE",
+    "TASK_SCHEMA",
     "AttributionInfo",
     "EnergyInfo",
     "EnergyTotals",
@@ -93,6 +99,7 @@ __all__ = [
     "ServerInfo",
     "ServerMetricsInfo",
     "SloInfo",
+    "TokenizerInfo",
     "atomic_write",
     "check_requests",
     "file_digest",
@@ -107,6 +114,7 @@ __all__ = [
     "saved_spec",
     "scores_table",
     "server_metrics_table",
+    "tasks_table",
     "to_jsonable",
     "write_json",
     "write_rescored",

@@ -4,6 +4,8 @@ REQUESTS_FILE = "requests.parquet"
 POWER_FILE = "power.parquet"
 ITEMS_FILE = "items.parquet"
 SCORES_FILE = "scores.parquet"
+# One row per task of a multi-turn run (--task retry|tools); absent from single-turn runs.
+TASKS_FILE = "tasks.parquet"
 MANIFEST_FILE = "manifest.json"
 SUMMARY_FILE = "summary.json"
 SERVER_LOG_FILE = "server.log"

@@ -117,6 +117,20 @@ class EnergyInfo(_Section):
     anomalies: list[str] = Field(default_factory=list)
 
 
+class TokenizerInfo(_Section):
+    """What counted the tokens of rows the server sent no `usage` for (endpoints.tokenizer):
+    `source` tokenizer:server | tokenizer:gguf | none, `detail` which one (the server's route,
+    the GGUF's path), `tried` what detection passed over and why, and how the counting went."""
+
+    source: str = "none"
+    detail: str = "none"
+    tried: list[str] = Field(default_factory=list)
+    rows_counted: int = 0
+    failures: int = 0
+    errors: list[str] = Field(default_factory=list)
+    gave_up: bool = False
+
+
 class ServerInfo(_Section):
     """The model server: one perwatt started (managed) or the user's own endpoint."""
 
@@ -133,6 +147,7 @@ class ServerInfo(_Section):
     log: str | None = None  # the server's log, in the run directory
     model_file: str | None = None
     model_sha256: str | None = None
+    tokenizer: TokenizerInfo | None = None  # None: runs before it, or no request was sent
 
 
 class ServerMetricsInfo(_Section):

@@ -34,6 +34,7 @@ from perwatt.store._files import (
     SERVER_METRICS_FILE,
     SPEC_FILE,
     SUMMARY_FILE,
+    TASKS_FILE,
 )
 from perwatt.store._manifest import Manifest
 from perwatt.store._schema import (
@@ -43,8 +44,10 @@ from perwatt.store._schema import (
     REQUIRED_REQUEST_COLUMNS,
     SCORE_SCHEMA,
     SERVER_METRICS_SCHEMA,
+    TASK_SCHEMA,
     check_requests,
     check_table,
+    check_tasks,
     items_from_table,
     records_from_table,
 )
@@ -64,7 +67,7 @@ class RunData:
     serves both from that table, which its maker has checked (`check_requests`).
     """
 
-    __slots__ = ("_columns", "_requests", "manifest", "path", "power")
+    __slots__ = ("_columns", "_requests", "_tasks", "manifest", "path", "power")
 
     def __init__(
         self,
@@ -72,11 +75,13 @@ class RunData:
         manifest: Manifest,
         requests: pa.Table | None = None,
         power: pa.Table | None = None,
+        tasks: pa.Table | None = None,
     ) -> None:
         self.path = path
         self.manifest = manifest
         self.power = power
         self._requests = requests
+        self._tasks = tasks  # tasks.parquet's rows, checked (read on first use)
         self._columns: pa.Table | None = None  # the columns read so far (no full table yet)
 
     def __repr__(self) -> str:
@@ -111,6 +116,32 @@ class RunData:
                         read = read.append_column(have.field(name), have.column(name))
             self._columns = have = read
         return have.select(names)
+
+    def tasks(self) -> pa.Table | None:
+        """tasks.parquet, checked: one row per task of a multi-turn run (None for a
+        single-turn run, which has no tasks file). Read on first use, then kept."""
+        if self._tasks is None:
+            file = self.path / TASKS_FILE
+            if not file.is_file():
+                return None
+            self._tasks = check_tasks(_read_parquet(file), file)
+        return self._tasks
+
+    def answer_columns(self, names: Sequence[str]) -> pa.Table:
+        """These columns of what the metrics kernel counts as answers: a multi-turn run's
+        tasks (tasks.parquet; its columns mean for the task what the request columns of the
+        same name mean for a request, and those it lacks — inter-token gaps, phases, attempts
+        — read as null), else the request rows (`request_columns`)."""
+        tasks = self.tasks()
+        if tasks is None:
+            return self.request_columns(names)
+        names = list(names)
+        columns = [
+            tasks.column(name) if name in TASK_SCHEMA.names
+            else pa.nulls(tasks.num_rows, REQUEST_SCHEMA.field(name).type)
+            for name in names
+        ]  # fmt: skip
+        return pa.table(columns, schema=pa.schema([REQUEST_SCHEMA.field(n) for n in names]))
 
     @property
     def run_id(self) -> str:

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from perwatt.endpoints.server_metrics import ServerMetricsRow
 from perwatt.energy.timeline import TimelineRow
 from perwatt.errors import PerwattError
-from perwatt.records import STATUSES, Example, Item, RequestRecord
+from perwatt.records import STATUSES, Example, Item, RequestRecord, TaskRecord
 
 REQUEST_SCHEMA = pa.schema(
     [
@@ -63,12 +63,52 @@ REQUEST_SCHEMA = pa.schema(
         ("retried", pa.bool_()),
         ("prefill_energy_j", pa.float64()),
         ("decode_energy_j", pa.float64()),
+        ("task_id", pa.string()),
+        ("turn", pa.int64()),
+        ("tool_calls", pa.string()),
     ]
 )
 assert REQUEST_SCHEMA.names == RequestRecord.column_names()
 # Columns a requests table must have; the others may be missing in runs written before they
 # existed (they read as null).
 REQUIRED_REQUEST_COLUMNS = ("run_id", "item_id", "status", "t_sent", "t_done", "correct")
+
+# tasks.parquet: one row per task of a multi-turn run (`TaskRecord`).
+TASK_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("task_id", pa.string()),
+        ("kind", pa.string()),
+        ("item_id", pa.string()),
+        ("workload", pa.string()),
+        ("task", pa.string()),
+        ("domain", pa.string()),
+        ("status", pa.string()),
+        ("outcome", pa.string()),
+        ("correct", pa.bool_()),
+        ("answer", pa.string()),
+        ("reference", pa.string()),
+        ("n_calls", pa.int64()),
+        ("n_tool_calls", pa.int64()),
+        ("n_tool_errors", pa.int64()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("cached_tokens", pa.int64()),
+        ("t_scheduled", pa.float64()),
+        ("t_sent", pa.float64()),
+        ("t_first_token", pa.float64()),
+        ("t_done", pa.float64()),
+        ("energy_j", pa.float64()),
+        ("energy_net_j", pa.float64()),
+        ("calls_energy_j", pa.float64()),
+        ("tool_energy_j", pa.float64()),
+        ("gap_energy_j", pa.float64()),
+        ("tool_s", pa.float64()),
+        ("gap_s", pa.float64()),
+        ("http_status", pa.int64()),
+    ]
+)
+assert TASK_SCHEMA.names == TaskRecord.column_names()
 
 POWER_SCHEMA = pa.schema(
     [
@@ -136,6 +176,12 @@ def records_table(records: Sequence[RequestRecord]) -> pa.Table:
     """requests.parquet's table, in the contract's column order and types."""
     columns = {name: [getattr(r, name) for r in records] for name in REQUEST_SCHEMA.names}
     return pa.table(columns, schema=REQUEST_SCHEMA)
+
+
+def tasks_table(tasks: Sequence[TaskRecord]) -> pa.Table:
+    """tasks.parquet's table, in the contract's column order and types."""
+    columns = {name: [getattr(t, name) for t in tasks] for name in TASK_SCHEMA.names}
+    return pa.table(columns, schema=TASK_SCHEMA)
 
 
 def records_from_table(table: pa.Table) -> list[RequestRecord]:
@@ -243,10 +289,24 @@ def check_requests(table: pa.Table, path: Path, columns: Sequence[str] | None = 
         schema = pa.schema([REQUEST_SCHEMA.field(name) for name in names])
         required = [name for name in REQUIRED_REQUEST_COLUMNS if name in names]
         table = check_table(table, schema, path, required)
+    _check_verdicts(table, path, "request")
+    return table
+
+
+def check_tasks(table: pa.Table, path: Path) -> pa.Table:
+    """A tasks table checked against the contract, with the same rules for statuses and
+    verdicts as request rows."""
+    table = check_table(table, TASK_SCHEMA, path, ("task_id", "item_id", "status", "correct"))
+    _check_verdicts(table, path, "task")
+    return table
+
+
+def _check_verdicts(table: pa.Table, path: Path, what: str) -> None:
+    """Known statuses only, and only a complete answer (status `ok`) can be correct."""
     status = table.column("status")
     unknown = pc.unique(pc.filter(status, pc.invert(pc.is_in(status, pa.array(STATUSES)))))
     if len(unknown):
-        raise PerwattError(f"{path}: unknown request status {unknown[0].as_py()!r}")
+        raise PerwattError(f"{path}: unknown {what} status {unknown[0].as_py()!r}")
     wrongly = pc.and_(pc.fill_null(table.column("correct"), False), pc.not_equal(status, "ok"))
     if pc.any(wrongly).as_py():
         row = pc.index(wrongly, True).as_py()
@@ -254,4 +314,3 @@ def check_requests(table: pa.Table, path: Path, columns: Sequence[str] | None = 
             f"{path}: row {row} is marked correct but its status is "
             f"{status[row].as_py()!r}; only a complete answer can be correct"
         )
-    return table

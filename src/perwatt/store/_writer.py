@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from pydantic import TypeAdapter, ValidationError
 
 from perwatt.config import RunSpec
@@ -45,6 +46,7 @@ from perwatt.store._files import (
     SERVER_METRICS_FILE,
     SPEC_FILE,
     SUMMARY_FILE,
+    TASKS_FILE,
 )
 from perwatt.store._manifest import Manifest, Segment
 from perwatt.store._schema import items_table, power_table, records_table, server_metrics_table
@@ -170,11 +172,14 @@ class RunWriter:
         summary: Any,
         *,
         complete: bool,
+        tasks: pa.Table | None = None,
     ) -> None:
         """Write the contract files atomically, the manifest last; drop the checkpoint once
-        complete. The writer is closed afterwards."""
+        complete. The writer is closed afterwards. `tasks`: a multi-turn run's tasks table."""
         self._close_files()
         write_table(self.run_dir / REQUESTS_FILE, records_table(records))
+        if tasks is not None:
+            write_table(self.run_dir / TASKS_FILE, tasks)
         write_table(self.run_dir / POWER_FILE, power_table(power))
         write_json(self.run_dir / SUMMARY_FILE, summary)
         write_json(self.run_dir / MANIFEST_FILE, manifest)

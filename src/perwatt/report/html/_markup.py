@@ -33,15 +33,18 @@ class Markup(str):
 
     __slots__ = ()
 
+
 def esc(value: object) -> Markup:
     """Escape any value for HTML text or a quoted attribute; Markup passes through unchanged."""
     if isinstance(value, Markup):
         return value
     return Markup(html.escape(str(value), quote=True))
 
+
 def join(parts: Iterable[object]) -> Markup:
     """Concatenate parts, escaping every one that is not already Markup."""
     return Markup("".join(esc(p) for p in parts))
+
 
 def el(tag: str, *children: object, **attrs: object) -> Markup:
     """An element whose string children and attribute values are escaped.
@@ -57,10 +60,12 @@ def el(tag: str, *children: object, **attrs: object) -> Markup:
         parts.append(key if value is True else f'{key}="{esc(value)}"')
     return Markup(f"<{' '.join(parts)}>{join(children)}</{tag}>")
 
+
 def pt(text: str) -> str:
     # Plotly renders a subset of HTML in chart text (<b>, <a href>, ...) and decodes entities:
     # escaping shows model and manifest strings literally and keeps their tags inert.
     return html.escape(text, quote=False)
+
 
 def script_json(value: object) -> str:
     """JSON that is safe inside a <script> element: no `<`, `>` or `&` appears literally."""
@@ -72,6 +77,7 @@ def script_json(value: object) -> str:
         .replace("\u2028", "\\u2028")
         .replace("\u2029", "\\u2029")
     )
+
 
 @dataclass
 class Figures:
@@ -90,6 +96,7 @@ class Figures:
             f'<div class="{css_class}" id="{fig_id}"></div>'
             f'<script type="application/json" data-figure="{fig_id}">{data}</script>'
         )
+
 
 def document(title: str, body: Markup) -> str:
     import plotly.offline
@@ -115,6 +122,7 @@ def document(title: str, body: Markup) -> str:
         f"<script>{_RENDER_JS}</script>\n</body>\n</html>\n"
     )
 
+
 def layout(height: int) -> dict[str, Any]:
     return {
         "template": "plotly_white",
@@ -123,6 +131,7 @@ def layout(height: int) -> dict[str, Any]:
         "legend": {"orientation": "h", "y": -0.22},
         "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
     }
+
 
 def badge(label: str, band: str = "") -> Markup:
     """An energy label as a coloured badge: its kind, its method and its uncertainty band."""
@@ -146,6 +155,7 @@ def value_html(value: Any) -> Markup:
         return esc(f"{value:.6g}")
     return esc(value)
 
+
 def flat(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     # One level of nesting reads better as "cpu model" than as a table in a narrow column.
     out: list[tuple[str, Any]] = []
@@ -156,6 +166,7 @@ def flat(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             out.append((name, value))
     return out
+
 
 def kv_table(rows: Iterable[tuple[object, Any]], css: str = "kv") -> Markup:
     return el(

@@ -143,8 +143,11 @@ def _leaderboard_section(views: Sequence[View]) -> Markup:
                 el("td", est_html(s.ipw)),
                 el("td", est_html(s.avg_power_w)),
                 el("td", est_html(v.e2e_p50)),
-                el("td", badge(s.energy_label, s.energy_band),
-                   el("small", "! warning", class_="alert") if s.energy_warnings else ""),
+                el(
+                    "td",
+                    badge(s.energy_label, s.energy_band),
+                    el("small", "! warning", class_="alert") if s.energy_warnings else "",
+                ),
             )
         )
     table = el(
@@ -172,13 +175,11 @@ def _leaderboard_section(views: Sequence[View]) -> Markup:
             ),
             el(
                 "td",
-                f"{ms(v.summary.ttft_p50_s)}/{ms(v.summary.ttft_p90_s)}/"
-                f"{ms(v.summary.ttft_p99_s)}",
+                f"{ms(v.summary.ttft_p50_s)}/{ms(v.summary.ttft_p90_s)}/{ms(v.summary.ttft_p99_s)}",
             ),
             el(
                 "td",
-                f"{num(v.summary.e2e_p50_s)}/{num(v.summary.e2e_p90_s)}/"
-                f"{num(v.summary.e2e_p99_s)}",
+                f"{num(v.summary.e2e_p50_s)}/{num(v.summary.e2e_p90_s)}/{num(v.summary.e2e_p99_s)}",
             ),
             el("td", ms(v.summary.tpot_p50_s)),
             el("td", f"{ms(v.summary.itl_p50_s)}/{ms(v.summary.itl_p99_s)}"),
@@ -269,9 +270,7 @@ def _display_name(v: View) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def _frontier_section(
-    views: Sequence[View], figures: Figures, on_frontier: set[Path]
-) -> Markup:
+def _frontier_section(views: Sequence[View], figures: Figures, on_frontier: set[Path]) -> Markup:
     import plotly.graph_objects as go
 
     placed = [
@@ -681,7 +680,6 @@ def _provenance_section(views: Sequence[View]) -> Markup:
             )
         )
     return join(parts)
-
 
 
 def page_sections(data: ReportData, views_: Sequence[View], figures: Figures,
