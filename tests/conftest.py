@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +144,18 @@ def write_run(path, rows: list[RequestRecord], **manifest: Any):
     write_table(path / "power.parquet", power_table([]))
     write_json(path / "manifest.json", data.manifest)
     return path
+
+
+@contextlib.contextmanager
+def smollm2_server(log_path: Path, **settings: Any) -> Iterator[Any]:
+    """The packaged SmolLM2 on a real llama-server (`ServerSettings(**settings)`), stopped after."""
+    from perwatt.endpoints.catalogue import get_model
+    from perwatt.endpoints.llamacpp import ServerSettings, start_server
+
+    model = get_model("smollm2-135m")
+    server = start_server(model.path(), model.name, log_path=log_path,
+                          settings=ServerSettings(**settings))  # fmt: skip
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from conftest import smollm2_server
 from perwatt.endpoints.catalogue import get_model
 from perwatt.endpoints.client import ChatMessage, Completion, Prompt, StreamingClient
 from perwatt.endpoints.tokenizer import (
@@ -376,20 +377,9 @@ QUESTIONS = (
 
 @pytest.fixture(scope="module")
 def smol_server(tmp_path_factory):
-    from perwatt.endpoints.llamacpp import ServerSettings, start_server
-
-    model = get_model("smollm2-135m")
     log = tmp_path_factory.mktemp("smol-tokenizer") / "server.log"
-    server = start_server(
-        model.path(),
-        model.name,
-        log_path=log,
-        settings=ServerSettings(parallel=2, n_ctx=1024, n_threads=2),
-    )
-    try:
+    with smollm2_server(log, parallel=2, n_ctx=1024, n_threads=2) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def requests_and_counts(server, make: Callable[[StreamingClient], Awaitable[TokenCounter]]):

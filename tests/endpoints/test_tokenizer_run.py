@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from usage_stripping_proxy import serve_in_thread
 
+from conftest import smollm2_server
 from perwatt.analysis.summaries import compute_summaries
-from perwatt.endpoints.catalogue import get_model
 from perwatt.store import read_run
 
 pytestmark = pytest.mark.slow
@@ -24,20 +24,9 @@ ITEMS = "6"
 
 @pytest.fixture(scope="module")
 def smol(tmp_path_factory):
-    from perwatt.endpoints.llamacpp import ServerSettings, start_server
-
-    model = get_model("smollm2-135m")
     log = tmp_path_factory.mktemp("smol-run") / "server.log"
-    server = start_server(
-        model.path(),
-        model.name,
-        log_path=log,
-        settings=ServerSettings(parallel=1, n_ctx=1024, n_threads=2),
-    )
-    try:
+    with smollm2_server(log, parallel=1, n_ctx=1024, n_threads=2) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def perwatt_run(url: str, model: str, out: Path) -> subprocess.CompletedProcess[str]:

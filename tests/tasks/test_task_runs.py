@@ -8,21 +8,13 @@ SmolLM2 on the real llama-server at concurrency 1 and 4.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from load.test_faulty_endpoint import loopback
+from load.test_faulty_endpoint import loopback, perwatt
 from perwatt.store import read_run
-
-PERWATT = [sys.executable, "-m", "perwatt"]
-
-
-def perwatt(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PERWATT, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def _items(tmp_path: Path, answers: list[str]) -> Path:

@@ -23,6 +23,7 @@ from typing import Any
 
 from perwatt.endpoints.client import ChatMessage, Completion, Prompt, StreamingClient
 from perwatt.records import Item, Score, TaskKind, ToolRun
+from perwatt.tasks import _tools
 
 # The next user turn after a wrong answer (the issue's wording; the reference set-ups use the
 # same plain sentence so that a model is told nothing but that it was wrong).
@@ -57,14 +58,9 @@ async def run_task(
     """Every call of the task, in order (at least one). Never raises for what a server or a
     model does: a failed call ends the task, and is the last call returned."""
     calls: list[TaskCall] = []
-    tools = None
-    if kind == "tools":
-        from perwatt.tasks import _tools
-
-        tools = _tools.tool_specs()
+    tools = _tools.tool_specs() if kind == "tools" else None
     for _ in range(max_turns):
-        completion = await (client.complete(prompt) if tools is None
-                            else client.complete(prompt, tools=tools))  # fmt: skip
+        completion = await client.complete(prompt, tools=tools)
         if completion.status in ("error", "timeout"):
             calls.append(TaskCall(prompt, completion, await score(item, completion)))
             break
@@ -83,8 +79,6 @@ async def run_task(
 
 def _run_tool(call: Any, clock: Callable[[], float]) -> ToolRun:
     t_start = clock()
-    from perwatt.tasks import _tools
-
     result = _tools.execute(call.name, call.arguments_json)
     t_end = clock()
     return ToolRun(
@@ -104,7 +98,7 @@ def with_feedback(prompt: Prompt, answer: str) -> Prompt:
     if prompt.api == "chat":
         turns = (ChatMessage(role="assistant", content=answer),
                  ChatMessage(role="user", content=FEEDBACK))  # fmt: skip
-        return Prompt(api="chat", messages=prompt.messages + turns)
+        return Prompt(api="chat", messages=prompt.messages + turns, tools=prompt.tools)
     # A few-shot completion prompt ends in "Answer:"; the feedback asks for the next one.
     text = f"{prompt.text} {answer.strip()}\n{FEEDBACK}\nAnswer:"
     return Prompt(api="completions", text=text, stop=prompt.stop)
