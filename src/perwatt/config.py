@@ -117,6 +117,11 @@ class RunSpec(BaseModel):
         "until solved or --max-turns; tools: the model may call a calculator and a unit converter",
     )
     max_turns: int = Field(default=3, description="model calls a task may make (--task)")
+    chat_template_file: Path | None = Field(
+        default=None,
+        description="a Jinja chat template for the managed llama-server instead of the GGUF's "
+        "(default: the GGUF's own; with --task tools, the packaged model's tool template)",
+    )
     tokenizer: Path | None = Field(
         default=None,
         description="a GGUF whose vocabulary counts the tokens of answers sent without usage",
@@ -138,6 +143,13 @@ class RunSpec(BaseModel):
                 f"{flag_for(str(info.field_name))} must be between 1 and 65535, got {value}"
             )
         return value
+
+    @field_validator("chat_template_file")
+    @classmethod
+    def _template_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return None if value is None else value.resolve()
 
     @field_validator("max_turns")
     @classmethod
@@ -248,6 +260,11 @@ class RunSpec(BaseModel):
             raise ValueError("--metrics-port must differ from --port (the managed server's)")
         if self.resume and self.out is None:
             raise ValueError("--resume needs --out RUN_DIR naming the run to continue")
+        if self.chat_template_file is not None and self.endpoint is not None:
+            raise ValueError(
+                "--chat-template-file sets the managed server's template; an --endpoint server "
+                "uses its own"
+            )
         if self.task_kind == "tools" and self.endpoint is not None and self.api != "chat":
             raise ValueError("--task tools needs --api chat (tool calls are chat messages)")
         return self

@@ -8,6 +8,7 @@ temporary file.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -82,3 +83,12 @@ def write_json(path: Path, obj: Any) -> None:
 def write_table(path: Path, table: pa.Table) -> None:
     """Write a Parquet table, atomically."""
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -41,7 +41,7 @@ from perwatt.analysis.metrics import (
 )
 from perwatt.analysis.summaries import compute_summaries
 from perwatt.config import RunSpec, flag_for
-from perwatt.endpoints.catalogue import PromptStyle, get_model, sha256_file
+from perwatt.endpoints.catalogue import PackagedModel, PromptStyle, get_model
 from perwatt.endpoints.client import Completion, Prompt, StreamingClient
 from perwatt.endpoints.llamacpp import ManagedServer, ServerSettings, start_server
 from perwatt.endpoints.prompts import build_prompt, warmup_prompt
@@ -62,6 +62,7 @@ from perwatt.energy import (
     open_sources,
 )
 from perwatt.errors import PerwattError
+from perwatt.files import file_digest
 from perwatt.hardware import hardware_info
 from perwatt.load import arrival_times, run_closed_loop, run_open_loop
 from perwatt.records import Item, RequestRecord, Score
@@ -95,6 +96,7 @@ from perwatt.tasks import (
     build_tasks,
     group_calls,
     run_task,
+    task_prompt,
     task_spans,
     tool_runs_json,
     whole_tasks,
@@ -170,7 +172,7 @@ def open_target(
     path = packaged.path()
     settings = ServerSettings(
         n_ctx=spec.n_ctx, n_threads=spec.n_threads, n_batch=spec.n_batch, seed=spec.seed,
-        parallel=spec.server_slots(),
+        parallel=spec.server_slots(), chat_template_file=chat_template(spec, packaged),
     )  # fmt: skip
     if console is not None:
         slots = f"{settings.parallel} slot{'s' if settings.parallel != 1 else ''}"
@@ -183,6 +185,14 @@ def open_target(
         yield Target(model, server.base_url, packaged.prompt_style, server.pid, server, path)
     finally:
         server.stop()
+
+
+def chat_template(spec: RunSpec, packaged: PackagedModel) -> Path | None:
+    """The template the managed server gets: the user's, else for a tool run the model's tool
+    template (its GGUF's own may drop tools), else None (the GGUF's own)."""
+    if spec.chat_template_file is not None:
+        return spec.chat_template_file
+    return packaged.tools_template_path() if spec.task_kind == "tools" else None
 
 
 def run_model(
@@ -201,7 +211,8 @@ def run_model(
     the run's live figures are served on it while it measures.
     """
     if spec.endpoint is None:
-        get_model(model)  # an unknown name fails before anything is created
+        chat_template(spec, get_model(model))  # an unknown name or a model that cannot be
+        # offered tools fails before anything is created
     run_dir = spec.run_dir_for(model, new_run_id(model))
     total = None
     if spec.resume:
@@ -315,7 +326,8 @@ def _attempt(
     try:
         with open_target(spec, model, writer.run_dir / SERVER_LOG_FILE, console) as target:
             segment.server = _server_info(target, spec)
-            prompts = {i.item_id: build_prompt(i, target.prompt_style) for i in items}
+            prompts = {i.item_id: task_prompt(build_prompt(i, target.prompt_style), spec.task_kind)
+                       for i in items}  # fmt: skip
             writer.write_items(items, prompts)
             interrupted = _measure(spec, target, todo, prompts, records, writer, segment,
                                    energy_offset, len(items), console, exporter)  # fmt: skip
@@ -1036,7 +1048,7 @@ def _server_info(target: Target, spec: RunSpec) -> ServerInfo:
         | {"llama_cpp_revision": described["llama_cpp_revision"], "binary": described["binary"]},
         log=SERVER_LOG_FILE,
         model_file=str(server.model_path),
-        model_sha256=sha256_file(server.model_path),
+        model_sha256=file_digest(server.model_path),
         energy_scope=f"process tree of the managed server (pid {server.pid})",
     )
 

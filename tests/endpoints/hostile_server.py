@@ -429,12 +429,20 @@ class ThreadServer:
 def serve_in_thread(idle_close_s: float | None = None) -> Iterator[ThreadServer]:
     """The server on a free loopback port, in a thread with its own event loop."""
     state = HostileState(idle_close_s=idle_close_s)
+    with app_in_thread(lambda: make_app(state)) as port:
+        yield ThreadServer(port, state)
+
+
+@contextmanager
+def app_in_thread(make: Callable[[], web.Application]) -> Iterator[int]:
+    """The aiohttp app `make()` on a free loopback port, in a thread with its own event loop;
+    its port."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, Any] = {}
 
     async def start() -> None:
-        runner = web.AppRunner(make_app(state), handle_signals=False)
+        runner = web.AppRunner(make(), handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -449,12 +457,12 @@ def serve_in_thread(idle_close_s: float | None = None) -> Iterator[ThreadServer]
         loop.run_until_complete(holder["runner"].cleanup())
         loop.close()
 
-    thread = threading.Thread(target=run, name="hostile-server", daemon=True)
+    thread = threading.Thread(target=run, name="test-server", daemon=True)
     thread.start()
     if not ready.wait(30):
-        raise RuntimeError("hostile server did not start")
+        raise RuntimeError("test server did not start")
     try:
-        yield ThreadServer(holder["port"], state)
+        yield holder["port"]
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)

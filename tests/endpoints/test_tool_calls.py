@@ -5,10 +5,7 @@ protocol errors, and what the real llama-server does with SmolLM2 when sent tool
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,9 @@ import pytest
 from aiohttp import web
 
 from perwatt.endpoints.client import ChatMessage, Completion, Prompt, StreamingClient, ToolCall
+from perwatt.tasks import task_prompt
 from perwatt.tasks._tools import execute, tool_specs
+from perwatt.workloads.common import ANSWER_FORMAT
 
 STREAMS = Path(__file__).resolve().parents[1] / "fixtures" / "streams"
 CAPTURED = STREAMS / "llamacpp_tool_calls.txt"
@@ -294,46 +293,12 @@ def test_a_completed_call_goes_back_as_the_next_turns_assistant_message():
 
 # --- the real llama-server ----------------------------------------------------------------------
 
-# A ChatML template (SmolLM2's own turns) that also renders tools, assistant tool calls and tool
-# answers, in the <tool_call>{json}</tool_call> form llama.cpp's template analysis recognises.
-# SmolLM2's packaged template renders none of them: with it the server drops `tools` entirely.
-TOOLS_TEMPLATE = r"""
-{%- if messages[0]['role'] == 'system' %}{%- set system = messages[0]['content'] %}{%- set rest = messages[1:] %}{%- else %}{%- set system = 'You are a helpful AI assistant named SmolLM, trained by Hugging Face' %}{%- set rest = messages %}{%- endif %}
-{{- '<|im_start|>system\n' + system }}
-{%- if tools %}
-{{- '\n\nYou may call functions. Their signatures:\n' }}
-{%- for tool in tools %}{{- tool | tojson }}{{- '\n' }}{%- endfor %}
-{{- 'To call one, reply with <tool_call>{"name": <name>, "arguments": <arguments object>}</tool_call>' }}
-{%- endif %}
-{{- '<|im_end|>\n' }}
-{%- for message in rest %}
-{%- if message.role == 'assistant' and message.tool_calls %}
-{{- '<|im_start|>assistant\n' }}{%- if message.content %}{{- message.content }}{%- endif %}
-{%- for call in message.tool_calls %}{%- if call.function is defined %}{%- set call = call.function %}{%- endif %}
-{{- '<tool_call>{"name": "' + call.name + '", "arguments": ' }}{%- if call.arguments is string %}{{- call.arguments }}{%- else %}{{- call.arguments | tojson }}{%- endif %}{{- '}</tool_call>' }}
-{%- endfor %}
-{{- '<|im_end|>\n' }}
-{%- elif message.role == 'tool' %}
-{{- '<|im_start|>user\n<tool_response>' + message.content + '</tool_response><|im_end|>\n' }}
-{%- else %}
-{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}
-{%- endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}
-"""  # noqa: E501
 
-
-def tool_messages(question: str = "What is 17 * 23?") -> tuple[ChatMessage, ...]:
-    """A system line, three solved calculator turns (call, answer, reply), then `question`."""
-    out = [ChatMessage("system", "You answer arithmetic questions by calling the calculator tool.")]
-    for i, (q, a) in enumerate([("2 + 3", "5"), ("4 * 6", "24"), ("10 - 7", "3")]):
-        call = ToolCall(f"call_{i}", "calculator", json.dumps({"expression": q}))
-        out += [ChatMessage("user", f"What is {q}?"),
-                ChatMessage("assistant", "", tool_calls=(call,)),
-                ChatMessage("tool", a, tool_call_id=call.id),
-                ChatMessage("assistant", f"{q} = {a}.")]  # fmt: skip
-    out.append(ChatMessage("user", question))
-    return tuple(out)
+def tool_messages(question: str = "Calculate 17 * 23.") -> tuple[ChatMessage, ...]:
+    """What a tool run sends first (`task_prompt`): a system line, three solved calculator
+    turns (call, answer, reply), then `question` with the answer format."""
+    plain = Prompt(api="chat", messages=(ChatMessage("user", f"{question}\n\n{ANSWER_FORMAT}"),))
+    return task_prompt(plain, "tools").messages
 
 
 @pytest.fixture(scope="module")
@@ -354,39 +319,22 @@ def packaged(tmp_path_factory) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def templated(tmp_path_factory) -> Iterator[str]:
-    """The same server and model with TOOLS_TEMPLATE (`--chat-template-file`); its base URL."""
+    """The same server and model with the packaged tool template (what `--task tools` starts);
+    its base URL."""
     from perwatt.endpoints.catalogue import get_model
-    from perwatt.endpoints.llamacpp import ServerSettings, free_port, server_command
-    from perwatt.endpoints.server_build import llama_server_binary
+    from perwatt.endpoints.llamacpp import ServerSettings, start_server
 
     model = get_model("smollm2-135m")
-    directory = tmp_path_factory.mktemp("tools-template")
-    template = directory / "smollm2-tools.jinja"
-    template.write_text(TOOLS_TEMPLATE.strip() + "\n")
-    port = free_port()
-    cmd = server_command(llama_server_binary(), model.path(), model.name,
-                         ServerSettings(n_ctx=2048, n_threads=2), "127.0.0.1", port)  # fmt: skip
-    cmd += ["--chat-template-file", str(template)]
-    with (directory / "server.log").open("wb") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    settings = ServerSettings(n_ctx=2048, n_threads=2,
+                              chat_template_file=model.tools_template_path())  # fmt: skip
+    log_path = tmp_path_factory.mktemp("tools-template") / "server.log"
+    server = start_server(model.path(), model.name, settings=settings, log_path=log_path)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (directory / "server.log").read_text()[-2000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "llama-server did not become healthy"
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1"
+        props = httpx.get(f"{server.root_url}/props", timeout=5).json()
+        assert props["chat_template_caps"]["supports_tools"] is True
+        yield server.base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 def _complete(base_url: str, prompt: Prompt, **extra: Any) -> Completion:

@@ -99,3 +99,133 @@ def test_a_retry_run_of_the_packaged_model_on_llama_server(tmp_path, concurrency
     if concurrency == 1 and later:
         # A later turn repeats the conversation so far: the server's prefix cache serves it.
         assert all((c["cached_tokens"] or 0) > 0 for c in later)
+
+
+# --- tool runs ----------------------------------------------------------------------------------
+
+
+def test_each_bad_tool_call_ends_as_a_recorded_failed_task_and_the_run_goes_on(tmp_path):
+    from tasks.tool_model import serving
+
+    cases = ["good", "malformed", "unknown", "raising", "forever", "broken"]
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps({"q": f"What is 6 times 7? [{c}]", "a": "42", "id": c})
+                            + "\n" for c in cases))  # fmt: skip
+    out = tmp_path / "run"
+    with serving() as url:
+        result = perwatt("run", "--endpoint", url, "--model", "toolbot", "--api", "chat",
+                         "--workload", "file:question=q,answer=a,id=id", "--data-file", str(data),
+                         "--task", "tools", "--max-turns", "3", "--concurrency", "4",
+                         "--idle-seconds", "0", "--warmup", "0", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    calls, tasks = _check_energy_adds_up(out)
+    by = {t["item_id"]: t for t in tasks}
+    assert set(by) == set(cases)
+    # Solved through one calculator call and its result.
+    assert (by["good"]["outcome"], by["good"]["n_calls"], by["good"]["n_tool_calls"],
+            by["good"]["n_tool_errors"]) == ("solved", 2, 1, 0)  # fmt: skip
+    # A call the harness could not run is answered with the error, counted, and the task failed.
+    for case, error in [
+        ("malformed", "the arguments are not JSON"),
+        ("unknown", "unknown tool 'weather'"),
+        ("raising", "division by zero"),
+    ]:
+        task = by[case]
+        assert (task["outcome"], task["correct"]) == ("wrong", False), case
+        assert (task["n_tool_calls"], task["n_tool_errors"]) == (1, 1), case
+        [first] = [c for c in calls if c["task_id"] == task["task_id"] and c["turn"] == 1]
+        [run] = json.loads(first["tool_calls"])
+        assert run["ok"] is False and error in run["error"], run
+        assert run["result"].startswith("error: ")  # what the model was sent back
+    # A model that never stops calling tools is stopped by --max-turns.
+    forever = by["forever"]
+    assert (forever["outcome"], forever["n_calls"], forever["n_tool_calls"]) == ("max_turns", 3, 3)
+    assert forever["correct"] is False
+    # A tool call fragment of the wrong shape is a failed call: an error row, a failed task.
+    broken = by["broken"]
+    assert (broken["outcome"], broken["n_calls"], broken["correct"]) == ("call_failed", 1, False)
+    [row] = [c for c in calls if c["task_id"] == broken["task_id"]]
+    assert row["status"] == "error" and row["error_kind"] == "protocol"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 6 and summary["accuracy"]["value"] == pytest.approx(1 / 6)
+    assert summary["tasks"]["kind"] == "tools"
+
+
+def test_tools_for_a_model_prompted_few_shot_is_a_clear_error(tmp_path):
+    result = perwatt("run", "--model", "gemma3-270m", "--task", "tools",
+                     "--out", str(tmp_path / "run"))  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "cannot be offered tools" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_chat_template_file_is_a_clear_error(tmp_path):
+    result = perwatt("run", "--model", "smollm2-135m", "--chat-template-file",
+                     str(tmp_path / "nope.jinja"), "--out", str(tmp_path / "run"))  # fmt: skip
+    assert result.returncode == 2
+    assert "--chat-template-file" in result.stderr and "no such file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_tool_run_of_the_packaged_model_on_llama_server(tmp_path, concurrency):
+    out = tmp_path / "run"
+    result = perwatt("run", "--model", "smollm2-135m", "--task", "tools", "--max-turns", "3",
+                     "--workload", "reasoning-gym:basic_arithmetic", "--limit", "4",
+                     "--concurrency", str(concurrency), "--idle-seconds", "1",
+                     "--max-tokens", "48", "--out", str(out), timeout=800)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    calls, tasks = _check_energy_adds_up(out)
+    assert len(tasks) == 4 and all(t["kind"] == "tools" for t in tasks)
+    # The server renders the tools (the packaged tool template) and SmolLM2 calls the
+    # calculator; every call the harness ran is on its row with arguments, result and times.
+    runs = [r for c in calls if c["tool_calls"] for r in json.loads(c["tool_calls"])]
+    assert runs and sum(t["n_tool_calls"] for t in tasks) == len(runs)
+    assert all(r["name"] in ("calculator", "convert_units") for r in runs)
+    assert all(r["t_end"] >= r["t_start"] for r in runs)
+    assert any(r["ok"] for r in runs)
+    asked = [c for c in calls if c["tool_calls"]]
+    assert all(c["finish_reason"] == "tool_calls" for c in asked)
+    assert all(t["tool_s"] >= 0 and t["tool_energy_j"] >= 0 for t in tasks)
+    # A turn after a tool result repeats the conversation: the server's prefix cache serves it.
+    later = [c for c in calls if c["turn"] > 1]
+    assert later and all((c["cached_tokens"] or 0) > 0 for c in later)
+    server = json.loads((out / "manifest.json").read_text())["segments"][0]["server"]
+    assert server["settings"]["chat_template_file"].endswith("chatml-tools.jinja")
+    assert len(server["settings"]["chat_template_sha256"]) == 64
+
+
+def test_compare_shows_the_joules_per_extra_solved_item_of_a_tool_run_over_a_single_turn(tmp_path):
+    from tasks.tool_model import serving
+
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps({"q": f"What is 6 times 7? ({k}) [good]", "a": "42"})
+                            + "\n" for k in range(4)))  # fmt: skip
+    common = ["--model", "toolbot", "--api", "chat", "--workload", "file:question=q,answer=a",
+              "--data-file", str(data), "--idle-seconds", "0", "--warmup", "0"]  # fmt: skip
+    with serving() as url:
+        single = perwatt("run", "--endpoint", url, *common, "--out", str(tmp_path / "single"))
+        tools = perwatt("run", "--endpoint", url, *common, "--task", "tools",
+                        "--out", str(tmp_path / "tools"))  # fmt: skip
+    assert single.returncode == 0 and tools.returncode == 0, single.stderr + tools.stderr
+    out = tmp_path / "compare.json"
+    result = perwatt("compare", str(tmp_path / "tools"), str(tmp_path / "single"),
+                     "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # Single-turn, the scripted model asks for a tool nobody runs and never answers: 0 of 4.
+    # With tools it solves all four, each for two calls' energy.
+    extra = json.loads(out.read_text())["extra"]
+    assert extra["extra_correct"] == 4
+    e_tools = sum(t["energy_j"] for t in pq.read_table(tmp_path / "tools" / "tasks.parquet")
+                  .to_pylist())  # fmt: skip
+    e_single = sum(r.energy_j for r in read_run(tmp_path / "single").records())
+    assert extra["extra_energy_j"] == pytest.approx(e_tools - e_single, rel=1e-9)
+    value = extra["j_per_extra_correct"]["value"]
+    assert value == pytest.approx((e_tools - e_single) / 4, rel=1e-9)
+    assert "J per extra solved item" in result.stdout
+    # The other way round, A solves fewer: no such figure, said so.
+    back = perwatt("compare", str(tmp_path / "single"), str(tmp_path / "tools"))
+    assert back.returncode == 0 and "no J per extra solved item" in back.stdout

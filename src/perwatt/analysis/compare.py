@@ -120,7 +120,24 @@ class Comparison:
     margin: float
     metrics: list[MetricComparison]
     claim: ClaimVerdict | None
+    extra: ExtraSolved
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExtraSolved:
+    """What A's extra solved items cost over B's, on the shared items: what single-turn misses
+    when A is a retry or tool run of B's model and items (`perwatt compare RETRY SINGLE`).
+
+    `extra_correct` is A's correct answers minus B's (an item counts its share of correct
+    attempts); `extra_energy_j` A's energy minus B's; `j_per_extra_correct` their ratio, the
+    joules A spends per item it solves beyond B — undefined (None) unless A solves more, and
+    without an interval when too many resamples have A solving no more than B.
+    """
+
+    extra_correct: float
+    extra_energy_j: float
+    j_per_extra_correct: Estimate
 
 
 @dataclass(frozen=True)
@@ -229,6 +246,11 @@ def compare_runs(
         adv = _bca(stat, totals, sums, jack)
         verdict = _judge(claim, metric, parsed, adv, margin, n, stat(sums))
 
+    extra = ExtraSolved(
+        extra_correct=t_ca - t_cb,
+        extra_energy_j=t_ea - t_eb,
+        j_per_extra_correct=_bca(_j_per_extra_correct, totals, sums, jack),
+    )
     labels_differ = side_a.energy_label != side_b.energy_label
     notes = []
     if labels_differ:
@@ -258,6 +280,7 @@ def compare_runs(
         margin=margin,
         metrics=metrics,
         claim=verdict,
+        extra=extra,
         notes=notes,
     )
 
@@ -276,6 +299,13 @@ def _ipj_ratio(s: np.ndarray) -> np.ndarray:
 
 def _epq_ratio(s: np.ndarray) -> np.ndarray:
     return ratio(s[..., 2], s[..., 4])
+
+
+def _j_per_extra_correct(s: np.ndarray) -> np.ndarray:
+    # Defined only where A solves more than B: a ratio over a difference that may cross zero
+    # would otherwise change sign, and a negative "cost per extra item" means nothing.
+    extra = s[..., 1] - s[..., 3]
+    return np.where(extra > 0, ratio(s[..., 2] - s[..., 4], np.where(extra > 0, extra, 1)), np.nan)
 
 
 def _accuracy_factor(s: np.ndarray) -> np.ndarray:

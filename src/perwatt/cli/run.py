@@ -165,6 +165,13 @@ def run(
             "(default: the server's own tokenizer, else the packaged model's GGUF).",
         ),
     ] = None,
+    chat_template_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A Jinja chat template for the managed llama-server instead of the GGUF's own "
+            "(with --task tools the packaged model's tool template is the default).",
+        ),
+    ] = None,
     html: Annotated[
         Path | None, typer.Option(help="Also write the HTML report of these runs here.")
     ] = None,
@@ -213,6 +220,7 @@ def run(
             task_kind=task,
             max_turns=max_turns,
             tokenizer=tokenizer,
+            chat_template_file=chat_template_file,
         )
     except ValidationError as exc:
         raise PerwattError(_validation_message(exc)) from None

@@ -7,7 +7,6 @@ Gemma 3 270M (Q4_K_M GGUF) in four chunk packages that are assembled once into t
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from typing import Literal
 from perwatt.errors import PerwattError
 
 PromptStyle = Literal["chat", "fewshot"]
+
+TEMPLATES_DIR = Path(__file__).with_name("templates")
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,22 @@ class PackagedModel:
     quantization: str
     locate: Callable[[], Path]
     note: str = ""
+    # A chat template (in `endpoints/templates/`) that renders tools, for `--task tools`: None
+    # where the model is not prompted by chat, so it cannot be offered tools.
+    tools_template: str | None = None
 
     def path(self) -> Path:
         """The GGUF file on disk, assembling or locating it as the package requires."""
         return self.locate()
+
+    def tools_template_path(self) -> Path:
+        """The chat template llama-server is started with for a tool run of this model."""
+        if self.tools_template is None:
+            raise PerwattError(
+                f"{self.name} is prompted few-shot through /v1/completions, so it cannot be "
+                "offered tools; --task tools needs a chat model (e.g. smollm2-135m)"
+            )
+        return TEMPLATES_DIR / self.tools_template
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
@@ -76,6 +89,9 @@ CATALOGUE: dict[str, PackagedModel] = {
         quantization="Q4_1",
         locate=_smollm2_path,
         note="instruction-tuned; the GGUF carries its chat template",
+        # Its own template drops tools (llama-server: supports_tools false); this one is the
+        # same ChatML turns plus tools, tool calls and tool answers.
+        tools_template="chatml-tools.jinja",
     ),
     "gemma3-270m": PackagedModel(
         name="gemma3-270m",
@@ -104,12 +120,3 @@ def get_model(name: str) -> PackagedModel:
             f"unknown model '{name}'; packaged models: {known} "
             "(to measure another model, serve it yourself and pass --endpoint URL)"
         ) from None
-
-
-def sha256_file(path: Path) -> str:
-    """The file's sha256, for the manifest's provenance."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -50,6 +50,7 @@ from perwatt.endpoints.server_build import (
     llama_server_binary,
 )
 from perwatt.errors import PerwattError
+from perwatt.files import file_digest
 
 SOFTWARE = "llama.cpp llama-server"
 _LIVE: set[ManagedServer] = set()
@@ -67,6 +68,8 @@ class ServerSettings:
     n_batch: int = 512
     seed: int = 0
     parallel: int = 1
+    # A Jinja chat template to use instead of the GGUF's own (`--chat-template-file`).
+    chat_template_file: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_ctx", "n_batch", "parallel"):
@@ -85,7 +88,10 @@ class ServerSettings:
 
     def describe(self) -> dict[str, Any]:
         """The settings as the manifest records them (threads resolved, total context)."""
+        template = self.chat_template_file
         return asdict(self) | {
+            "chat_template_file": None if template is None else str(template),
+            "chat_template_sha256": None if template is None else file_digest(template),
             "n_threads": self.resolved_threads(),
             "ctx_per_slot": self.n_ctx,
             "ctx_total": self.ctx_total,
@@ -191,6 +197,8 @@ def server_command(
         "--jinja",
         "--no-webui",
         "--offline",
+        *(["--chat-template-file", str(settings.chat_template_file)]
+          if settings.chat_template_file is not None else []),
     ]  # fmt: skip
 
 

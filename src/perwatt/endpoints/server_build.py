@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from perwatt.errors import PerwattError
+from perwatt.files import file_digest
 
 SDIST_NAME = "llama-cpp-python"
 SDIST_VERSION = "0.3.36"
@@ -231,19 +232,11 @@ def sdist_path() -> Path:
     return cache_root() / "src" / SDIST_FILE
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_sdist(log: IO[str], progress: BuildProgress) -> Path:
     """The pinned sdist in the cache, downloaded with pip (hash-checked) unless already there."""
     path = sdist_path()
     if path.is_file():
-        if _sha256(path) == SDIST_SHA256:
+        if file_digest(path) == SDIST_SHA256:
             return path
         log.write(f"perwatt: {path} has the wrong sha256; downloading it again\n")
         path.unlink()
@@ -266,7 +259,7 @@ def fetch_sdist(log: IO[str], progress: BuildProgress) -> Path:
                 f"(pip exit {code}: {_last_line(log, r'ERROR|error')}); put the sdist "
                 f"(sha256 {SDIST_SHA256[:12]}…) at {path} to build offline"
             )
-        if _sha256(got) != SDIST_SHA256:
+        if file_digest(got) != SDIST_SHA256:
             raise _BuildFailed(f"the downloaded {SDIST_FILE} does not have the pinned sha256")
         os.replace(got, path)
     finally:

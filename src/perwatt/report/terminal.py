@@ -607,6 +607,19 @@ def print_comparison(console: Console, c: Comparison) -> None:
         table.add_row(_COMPARE_NAMES[m.metric], a, b, value, m.better,
                       Text(m.verdict, style=_VERDICT_STYLE.get(m.verdict, "")))  # fmt: skip
     console.print(table)
+    x = c.extra
+    if x.j_per_extra_correct.value is not None:
+        shown = est(x.j_per_extra_correct)
+        why = f" {shown.interval}" if shown.interval else ""
+        console.print(Text(
+            f"A solves {num(x.extra_correct)} more of the {c.n_shared} shared items than B for "
+            f"{num(x.extra_energy_j)} J more: {shown.value}{why} J per extra solved item "
+            "(the cost of what single-turn misses, when A retries or uses tools on B's items)"),
+            soft_wrap=True)  # fmt: skip
+    else:
+        console.print(Text(f"A solves no more of the {c.n_shared} shared items than B "
+                           f"({num(x.extra_correct)}): no J per extra solved item"),
+                      soft_wrap=True)  # fmt: skip
     if c.claim is not None:
         v = c.claim
         console.print(

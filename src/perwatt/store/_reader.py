@@ -10,7 +10,6 @@ so they all see the same set.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 
 from perwatt.config import RunSpec
 from perwatt.errors import PerwattError
+from perwatt.files import file_digest
 from perwatt.records import Item, RequestRecord
 from perwatt.store._files import (
     CHECKPOINT_DIR,
@@ -179,14 +179,6 @@ class RunData:
         `requests_sha256` is another digest: of the rows the kernel reads, whatever file holds
         them; see `analysis.summaries.rows_digest`.)"""
         return file_digest(self.path / REQUESTS_FILE)
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(path: Path) -> Manifest:

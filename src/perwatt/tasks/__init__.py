@@ -11,6 +11,7 @@ from perwatt.tasks._driver import (
     UNANSWERED,
     TaskCall,
     run_task,
+    task_prompt,
     tool_runs_json,
     with_feedback,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "build_tasks",
     "group_calls",
     "run_task",
+    "task_prompt",
     "task_spans",
     "tool_runs_json",
     "whole_tasks",

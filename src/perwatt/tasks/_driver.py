@@ -21,9 +21,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from perwatt.endpoints.client import ChatMessage, Completion, Prompt, StreamingClient
+from perwatt.endpoints.client import ChatMessage, Completion, Prompt, StreamingClient, ToolCall
+from perwatt.errors import PerwattError
 from perwatt.records import Item, Score, TaskKind, ToolRun
 from perwatt.tasks import _tools
+from perwatt.workloads.common import ANSWER_FORMAT
 
 # The next user turn after a wrong answer (the issue's wording; the reference set-ups use the
 # same plain sentence so that a model is told nothing but that it was wrong).
@@ -58,9 +60,8 @@ async def run_task(
     """Every call of the task, in order (at least one). Never raises for what a server or a
     model does: a failed call ends the task, and is the last call returned."""
     calls: list[TaskCall] = []
-    tools = _tools.tool_specs() if kind == "tools" else None
     for _ in range(max_turns):
-        completion = await client.complete(prompt, tools=tools)
+        completion = await client.complete(prompt)
         if completion.status in ("error", "timeout"):
             calls.append(TaskCall(prompt, completion, await score(item, completion)))
             break
@@ -91,6 +92,37 @@ def _run_tool(call: Any, clock: Callable[[], float]) -> ToolRun:
         t_start=t_start,
         t_end=t_end,
     )
+
+
+# A tool run's first turn: a system line and three solved calculator exchanges (call, result,
+# reply) before the question, each asked in the item's own form (its closing instruction, the
+# workload's answer format) and answered as that form asks. Without shots SmolLM2-135M answers
+# in text and never calls a tool; with shots asked otherwise ("What is 2 + 3?") it answered all
+# six reasoning-gym items in text; with these it called the calculator on all six.
+TOOLS_SYSTEM = "You answer arithmetic questions by calling the calculator tool."
+TOOL_SHOTS: tuple[tuple[str, str], ...] = (("2 + 3", "5"), ("4 * 6", "24"), ("10 - 7", "3"))
+
+
+def task_prompt(prompt: Prompt, kind: TaskKind) -> Prompt:
+    """The first turn of a task of `kind` for the item's plain `prompt`: for tools, the shots
+    above and every tool of `tasks._tools` in the request's `tools` field; otherwise `prompt`."""
+    if kind != "tools":
+        return prompt
+    if prompt.api != "chat":
+        raise PerwattError("--task tools needs a chat prompt (tool calls are chat messages)")
+    asked = prompt.messages[-1].content if prompt.messages else ""
+    instruction = asked.rsplit("\n\n", 1)[1] if "\n\n" in asked else ANSWER_FORMAT
+    shots: list[ChatMessage] = [ChatMessage(role="system", content=TOOLS_SYSTEM)]
+    for k, (question, answer) in enumerate(TOOL_SHOTS):
+        call = ToolCall(f"call_{k}", "calculator", json.dumps({"expression": question}))
+        shots += [
+            ChatMessage(role="user", content=f"Calculate {question}.\n\n{instruction}"),
+            ChatMessage(role="assistant", content="", tool_calls=(call,)),
+            ChatMessage(role="tool", content=answer, tool_call_id=call.id),
+            ChatMessage(role="assistant", content=f"Answer: {answer}"),
+        ]
+    return Prompt(api="chat", messages=(*shots, *prompt.messages),
+                  tools=tuple(_tools.tool_specs()))  # fmt: skip
 
 
 def with_feedback(prompt: Prompt, answer: str) -> Prompt:

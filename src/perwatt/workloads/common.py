@@ -28,6 +28,8 @@ from perwatt.records import Example, Item
 
 FILE_FORMATS: tuple[str, ...] = (".jsonl", ".json", ".csv", ".parquet")
 EXAMPLES_PER_ITEM = 2
+# What an item's question ends with where the workload has no answer format of its own.
+ANSWER_FORMAT = "Give only the final answer on the last line, in the form 'Answer: <answer>'."
 # Streamed hub datasets (a million conversations) are read up to this many records, which are
 # then put in the seeded order; the pool does not depend on the limit, so prefixes hold.
 HUB_STREAM_POOL = 20_000

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from perwatt.errors import PerwattError
 from perwatt.records import Example, Item
-from perwatt.workloads.common import WorkloadInfo
+from perwatt.workloads.common import ANSWER_FORMAT, EXAMPLES_PER_ITEM, WorkloadInfo
 
 if TYPE_CHECKING:
     from reasoning_gym.dataset import ProceduralDataset
@@ -38,8 +38,6 @@ INFO = WorkloadInfo(
     options="easy | medium | hard | TASK[@LEVEL][(key=value,...)],...",
     generated=True,
 )
-ANSWER_FORMAT = "Give only the final answer on the last line, in the form 'Answer: <answer>'."
-EXAMPLES_PER_ITEM = 2
 
 # reasoning-gym seeds item i of a dataset with Random(seed + i), so two datasets whose seeds are
 # close share items. Each (task, workload seed) pair gets its own block of this many seeds: items

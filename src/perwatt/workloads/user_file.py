@@ -27,6 +27,7 @@ from perwatt.records import Example, Item
 from perwatt.scoring import get_scorer, scorers
 from perwatt.workloads.choices import LETTERS, format_question
 from perwatt.workloads.common import (
+    ANSWER_FORMAT,
     SourceRow,
     WorkloadInfo,
     check_unique_ids,
@@ -45,7 +46,6 @@ INFO = WorkloadInfo(
     "--data-file PATH",
     options="question=COL,answer=COL[,id=,task=,domain=,choices=,scorer=]",
 )
-ANSWER_FORMAT = "Give only the final answer on the last line, in the form 'Answer: <answer>'."
 _COLUMN_KEYS = ("question", "answer", "id", "domain", "task", "choices")
 _ALIASES = {"reference": "answer", "options": "choices"}
 
