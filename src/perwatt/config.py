@@ -114,7 +114,8 @@ class RunSpec(BaseModel):
     task_kind: TaskKind = Field(
         default="single",
         description="single: one call per item; retry: the verdict goes back as the next turn "
-        "until solved or --max-turns; tools: the model may call a calculator and a unit converter",
+        "until solved or --max-turns; tools: the model may call a calculator and a unit converter; "
+        "replay: a conversation's user turns one by one, judged on the last",
     )
     max_turns: int = Field(default=3, description="model calls a task may make (--task)")
     chat_template_file: Path | None = Field(
@@ -265,8 +266,14 @@ class RunSpec(BaseModel):
                 "--chat-template-file sets the managed server's template; an --endpoint server "
                 "uses its own"
             )
-        if self.task_kind == "tools" and self.endpoint is not None and self.api != "chat":
-            raise ValueError("--task tools needs --api chat (tool calls are chat messages)")
+        if (
+            self.task_kind in ("tools", "replay")
+            and self.endpoint is not None
+            and self.api != "chat"
+        ):
+            raise ValueError(
+                f"--task {self.task_kind} needs --api chat (its turns are chat messages)"
+            )
         return self
 
     def redacted(self) -> RunSpec:

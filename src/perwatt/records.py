@@ -15,7 +15,8 @@ STATUSES: tuple[Status, ...] = ("ok", "error", "timeout", "truncated")
 
 @dataclass(frozen=True)
 class Example:
-    """A solved example shown to a base model in a few-shot prompt."""
+    """A solved example shown to a base model in a few-shot prompt; or a later turn of a
+    conversation and the reply it is judged against (`Item.follow_ups`)."""
 
     question: str
     answer: str
@@ -40,6 +41,9 @@ class Item:
     metadata: dict[str, Any] = field(default_factory=dict)
     examples: tuple[Example, ...] = ()
     scorer: str = ""
+    # A conversation's later user turns, each with the reply it is judged against: sent one by
+    # one after the model's own answer to the one before (--task replay); unused otherwise.
+    follow_ups: tuple[Example, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,8 @@ class RequestRecord:
         return [f.name for f in fields(cls)]
 
 
-TaskKind = Literal["single", "retry", "tools"]
-TASK_KINDS: tuple[TaskKind, ...] = ("single", "retry", "tools")
+TaskKind = Literal["single", "retry", "tools", "replay"]
+TASK_KINDS: tuple[TaskKind, ...] = ("single", "retry", "tools", "replay")
 # How a task ended: solved; answered but wrong; out of turns (--max-turns) before an answer;
 # a call failed (error or timeout, the run went on); answered but left unscored (a judge's).
 TaskOutcome = Literal["solved", "wrong", "max_turns", "call_failed", "unscored"]

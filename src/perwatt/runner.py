@@ -94,6 +94,7 @@ from perwatt.tasks import (
     UNANSWERED,
     TaskCall,
     build_tasks,
+    check_kind,
     group_calls,
     run_task,
     task_prompt,
@@ -211,8 +212,10 @@ def run_model(
     the run's live figures are served on it while it measures.
     """
     if spec.endpoint is None:
-        chat_template(spec, get_model(model))  # an unknown name or a model that cannot be
-        # offered tools fails before anything is created
+        # An unknown name, or a task the model cannot be asked, fails before anything is made.
+        packaged = get_model(model)
+        check_kind(spec.task_kind, "chat" if packaged.prompt_style == "chat" else "completions")
+        chat_template(spec, packaged)
     run_dir = spec.run_dir_for(model, new_run_id(model))
     total = None
     if spec.resume:
@@ -645,7 +648,7 @@ class _Drive:
             live.send_lag_s = calls[0].completion.t_sent - t_scheduled
             for k, call in enumerate(calls):
                 row = make_record(self.segment.run_id, live.next_id, self.target.model,
-                                  endpoint, item, t_scheduled, call.completion,
+                                  endpoint, call.turn or item, t_scheduled, call.completion,
                                   scored=call.score or UNANSWERED)  # fmt: skip
                 live.next_id += 1
                 row.task_id, row.turn = item.item_id, k + 1

@@ -156,7 +156,7 @@ def test_tools_for_a_model_prompted_few_shot_is_a_clear_error(tmp_path):
     result = perwatt("run", "--model", "gemma3-270m", "--task", "tools",
                      "--out", str(tmp_path / "run"))  # fmt: skip
     assert result.returncode == 2, result.stderr
-    assert "cannot be offered tools" in result.stderr and "Traceback" not in result.stderr
+    assert "needs a chat model" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -226,6 +226,14 @@ def test_compare_shows_the_joules_per_extra_solved_item_of_a_tool_run_over_a_sin
     value = extra["j_per_extra_correct"]["value"]
     assert value == pytest.approx((e_tools - e_single) / 4, rel=1e-9)
     assert "J per extra solved item" in result.stdout
+    # route routes whole tasks: the tool run's J/query is J per task, its items its tasks.
+    routed = tmp_path / "route.json"
+    result = perwatt("route", str(tmp_path / "tools"), str(tmp_path / "single"),
+                     "--json", str(routed))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    by_name = {c["run_id"]: c for c in json.loads(routed.read_text())["routing"]["candidates"]}
+    assert by_name["tools"]["accuracy"] == 1.0 and by_name["single"]["accuracy"] == 0.0
+    assert by_name["tools"]["energy_per_query_j"] == pytest.approx(e_tools / 4, rel=1e-9)
     # The other way round, A solves fewer: no such figure, said so.
     back = perwatt("compare", str(tmp_path / "single"), str(tmp_path / "tools"))
     assert back.returncode == 0 and "no J per extra solved item" in back.stdout

@@ -152,7 +152,8 @@ def run(
         str,
         typer.Option(
             help="single: one call per item; retry: a wrong answer is told so and asked again; "
-            "tools: the model may call a calculator and a unit converter. Figures are per task.",
+            "tools: the model may call a calculator and a unit converter; replay: a conversation's "
+            "user turns one by one (e.g. --workload wildchat). Figures are per task.",
         ),
     ] = _default("task_kind"),
     max_turns: Annotated[

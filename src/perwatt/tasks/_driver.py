@@ -8,7 +8,10 @@
 - `tools`: the model is offered the tools of `tasks._tools`; each tool call it makes is run by the
   harness (never by the model's text: a safe evaluator) and its result sent back as a `tool`
   message, until the model answers without calling a tool (that answer is scored) or
-  `max_turns` calls were made (the task failed: out of turns).
+  `max_turns` calls were made (the task failed: out of turns);
+- `replay`: the item's later conversation turns (`Item.follow_ups`) are sent one by one after the
+  model's own answer to the one before, each judged against its own reference; the task's verdict
+  is the last turn's.
 
 Every call is returned with the tools it ran and their wall times; the runner makes one request
 row per call and the task row from them (`tasks._build`), so nothing here touches energy.
@@ -16,6 +19,7 @@ row per call and the task row from them (`tasks._build`), so nothing here touche
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +48,9 @@ class TaskCall:
     prompt: Prompt
     completion: Completion
     score: Score | None
+    # The turn the call answered, when it is not the item's first (a replayed conversation's
+    # later turn: its question and the reply it is judged against).
+    turn: Item | None = None
     tool_runs: tuple[ToolRun, ...] = ()
 
 
@@ -59,6 +66,8 @@ async def run_task(
 ) -> list[TaskCall]:
     """Every call of the task, in order (at least one). Never raises for what a server or a
     model does: a failed call ends the task, and is the last call returned."""
+    if kind == "replay":
+        return await _replay(client, item, prompt, max_turns=max_turns, score=score)
     calls: list[TaskCall] = []
     for _ in range(max_turns):
         completion = await client.complete(prompt)
@@ -67,7 +76,7 @@ async def run_task(
             break
         if kind == "tools" and completion.tool_calls:
             runs = tuple(_run_tool(call, clock) for call in completion.tool_calls)
-            calls.append(TaskCall(prompt, completion, None, runs))
+            calls.append(TaskCall(prompt, completion, None, tool_runs=runs))
             prompt = with_tool_results(prompt, completion, runs)
             continue
         scored = await score(item, completion)
@@ -75,6 +84,24 @@ async def run_task(
         if kind != "retry" or scored.correct is not False:
             break  # solved, or answered (tools), or unscored: nothing to tell the model
         prompt = with_feedback(prompt, completion.text)
+    return calls
+
+
+async def _replay(
+    client: StreamingClient, item: Item, prompt: Prompt, *, max_turns: int, score: Scorer
+) -> list[TaskCall]:
+    # Each turn is asked after the model's own answer to the one before (never the recorded
+    # one: what is measured is this model's conversation) and judged against its own reply;
+    # the task's verdict is the last turn's. --max-turns caps a long conversation.
+    turns = [item, *(dataclasses.replace(item, question=f.question, reference=f.answer)
+                     for f in item.follow_ups)][:max_turns]  # fmt: skip
+    calls: list[TaskCall] = []
+    for k, turn in enumerate(turns):
+        completion = await client.complete(prompt)
+        calls.append(TaskCall(prompt, completion, await score(turn, completion), turn))
+        if completion.status in ("error", "timeout") or k + 1 == len(turns):
+            break
+        prompt = with_user_turn(prompt, completion.text, turns[k + 1].question)
     return calls
 
 
@@ -103,13 +130,19 @@ TOOLS_SYSTEM = "You answer arithmetic questions by calling the calculator tool."
 TOOL_SHOTS: tuple[tuple[str, str], ...] = (("2 + 3", "5"), ("4 * 6", "24"), ("10 - 7", "3"))
 
 
+def check_kind(kind: TaskKind, api: str) -> None:
+    """A clear error when a task of `kind` cannot be asked through `api`."""
+    if kind in ("tools", "replay") and api != "chat":
+        raise PerwattError(f"--task {kind} needs a chat model (its turns are chat messages); "
+                           "a model prompted few-shot cannot hold a conversation")  # fmt: skip
+
+
 def task_prompt(prompt: Prompt, kind: TaskKind) -> Prompt:
     """The first turn of a task of `kind` for the item's plain `prompt`: for tools, the shots
     above and every tool of `tasks._tools` in the request's `tools` field; otherwise `prompt`."""
+    check_kind(kind, prompt.api)
     if kind != "tools":
         return prompt
-    if prompt.api != "chat":
-        raise PerwattError("--task tools needs a chat prompt (tool calls are chat messages)")
     asked = prompt.messages[-1].content if prompt.messages else ""
     instruction = asked.rsplit("\n\n", 1)[1] if "\n\n" in asked else ANSWER_FORMAT
     shots: list[ChatMessage] = [ChatMessage(role="system", content=TOOLS_SYSTEM)]
@@ -125,12 +158,17 @@ def task_prompt(prompt: Prompt, kind: TaskKind) -> Prompt:
                   tools=tuple(_tools.tool_specs()))  # fmt: skip
 
 
+def with_user_turn(prompt: Prompt, answer: str, question: str) -> Prompt:
+    """The chat prompt of the next turn: the model's `answer`, then the user's `question`."""
+    turns = (ChatMessage(role="assistant", content=answer),
+             ChatMessage(role="user", content=question))  # fmt: skip
+    return Prompt(api="chat", messages=prompt.messages + turns, tools=prompt.tools)
+
+
 def with_feedback(prompt: Prompt, answer: str) -> Prompt:
     """The prompt of the next turn after a wrong `answer`: the answer, then `FEEDBACK`."""
     if prompt.api == "chat":
-        turns = (ChatMessage(role="assistant", content=answer),
-                 ChatMessage(role="user", content=FEEDBACK))  # fmt: skip
-        return Prompt(api="chat", messages=prompt.messages + turns, tools=prompt.tools)
+        return with_user_turn(prompt, answer, FEEDBACK)
     # A few-shot completion prompt ends in "Answer:"; the feedback asks for the next one.
     text = f"{prompt.text} {answer.strip()}\n{FEEDBACK}\nAnswer:"
     return Prompt(api="completions", text=text, stop=prompt.stop)

@@ -6,7 +6,9 @@ Schema (allenai/WildChat-1M, Parquet): `conversation_hash`, `model`, `timestamp`
 allenai/WildChat names the id `conversation_id`).
 
 Each item is a conversation's first user turn; the reference is the assistant's first reply
-(the baseline the model is compared with). Only English conversations that are neither toxic nor
+(the baseline the model is compared with). Its later exchanges are the item's `follow_ups`, which
+`--task replay` sends turn by turn after the model's own answers (each judged against ChatGPT's
+reply to that turn, the task on its last). Only English conversations that are neither toxic nor
 redacted are used. There is no single right answer, so the workload is judge-scored: an LLM judge
 compares the model's response with the baseline in both orders (`perwatt score RUN_DIR
 --judge-model ...`); at least as good as the baseline counts as correct.
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from perwatt.errors import PerwattError
-from perwatt.records import Item
+from perwatt.records import Example, Item
 from perwatt.workloads.common import (
     HubDataset,
     SourceRow,
@@ -67,6 +69,7 @@ def item_from_row(row: SourceRow) -> Item | None:
         return None
     question, reply = (str(t["content"]).strip() for t in conversation[:2])
     return Item(
+        follow_ups=_follow_ups(conversation[2:]),
         item_id=f"{WORKLOAD}/{conversation_id}",
         workload=WORKLOAD,
         task=WORKLOAD,
@@ -80,6 +83,22 @@ def item_from_row(row: SourceRow) -> Item | None:
             "turns": int(row.data.get("turn") or 0),
         },
     )
+
+
+def _follow_ups(rest: list[dict[str, Any]]) -> tuple[Example, ...]:
+    """The later exchanges (a user turn, then the assistant's reply it is judged against) for
+    --task replay, up to the first that is not a usable pair (toxic, redacted, out of order)."""
+    out = []
+    for user, reply in zip(rest[::2], rest[1::2], strict=False):
+        if user.get("role") != "user" or reply.get("role") != "assistant":
+            break
+        if any(t.get("toxic") or t.get("redacted") for t in (user, reply)):
+            break
+        question, answer = (str(t.get("content") or "").strip() for t in (user, reply))
+        if not question or not answer:
+            break
+        out.append(Example(question=question, answer=answer))
+    return tuple(out)
 
 
 def _usable(data: dict[str, Any], conversation: list[dict[str, Any]]) -> bool:
