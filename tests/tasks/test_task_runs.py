@@ -150,6 +150,16 @@ def test_each_bad_tool_call_ends_as_a_recorded_failed_task_and_the_run_goes_on(t
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 6 and summary["accuracy"]["value"] == pytest.approx(1 / 6)
     assert summary["tasks"]["kind"] == "tools"
+    # The HTML report draws each task's calls and tool runs on its own row of a timeline.
+    page = tmp_path / "report.html"
+    result = perwatt("report", str(out), "--html", str(page))
+    assert result.returncode == 0, result.stderr
+    html = page.read_text()
+    assert 'id="tasks"' in html and "Task timeline" in html
+    assert "tools run: 6 tasks, 12 model calls, 7 tool calls (3 failed)." in html
+    for label in ("calculator: 42", "calculator: error: division by zero",
+                  "weather: error: unknown tool", "turn 2: correct", "turn 1: error"):
+        assert label in html, label
 
 
 def test_tools_for_a_model_prompted_few_shot_is_a_clear_error(tmp_path):

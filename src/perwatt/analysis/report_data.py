@@ -22,6 +22,7 @@ from perwatt.analysis.metrics import (
     pareto_frontier,
 )
 from perwatt.analysis.summaries import summaries_of
+from perwatt.analysis.tasks import TaskBar, task_timeline
 from perwatt.errors import PerwattError
 from perwatt.records import RequestRecord
 from perwatt.store import RunData, ServerMetricsInfo
@@ -64,6 +65,7 @@ class RunView:
     server: ServerSeries | None = None  # None: the endpoint exposed no /metrics
     server_source: ServerMetricsInfo | None = None  # how they were scraped
     server_unavailable: str = ""  # why there are none (from the manifest), if so
+    timeline: list[TaskBar] = field(default_factory=list)  # a task run's calls and tools
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def build_report_data(runs: Sequence[RunData], *, routing: bool = True) -> Repor
                 server=server_series(run),
                 server_source=_server_source(run),
                 server_unavailable=_server_unavailable(run),
+                timeline=task_timeline(records),
             )
         )
     placed = [

@@ -16,12 +16,16 @@ with a 95% interval from the same paired bootstrap over tasks (`_bootstrap.boots
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 
 from perwatt.analysis._bootstrap import Estimate, bootstrap_sums, estimate, ratio
+from perwatt.records import RequestRecord
 
 UNDEFINED = Estimate(None)
 
@@ -84,3 +88,39 @@ def task_figures(tasks: pa.Table, *, resamples: int, seed: int) -> TaskFigures:
         cached_token_share=share(4, 5) if has_prompt else UNDEFINED,
         harness_energy_share=share(6, 7),
     )
+
+
+@dataclass(frozen=True)
+class TaskBar:
+    """One stretch of a task on the run's clock: a model call (sent to done) or a tool the
+    harness ran for it; the HTML report draws a task's bars on one row."""
+
+    task_id: str
+    kind: Literal["call", "tool"]
+    start_s: float
+    end_s: float
+    label: str  # "turn 2: correct", "calculator: error: division by zero"
+    state: Literal["correct", "incorrect", "failed", "tool", "unjudged"]
+
+
+def task_timeline(records: Sequence[RequestRecord]) -> list[TaskBar]:
+    """The calls and tool runs of a task run's rows, in order of time (empty for a single-turn
+    run). What lies between a task's bars is its gaps."""
+    bars: list[TaskBar] = []
+    for r in records:
+        if r.task_id is None:
+            continue
+        if r.status not in ("ok", "truncated"):
+            state = "failed"
+        elif r.correct is None:
+            state = "unjudged"
+        else:
+            state = "correct" if r.correct else "incorrect"
+        verdict = r.status if state == "failed" else state
+        bars.append(TaskBar(r.task_id, "call", r.t_sent, r.t_done, f"turn {r.turn}: {verdict}",
+                            state))  # fmt: skip
+        for run in json.loads(r.tool_calls) if r.tool_calls else []:
+            shown = run["result"] if run["ok"] else f"error: {run['error']}"
+            bars.append(TaskBar(r.task_id, "tool", run["t_start"], run["t_end"],
+                                f"{run['name']}: {shown}", "tool"))  # fmt: skip
+    return sorted(bars, key=lambda b: (b.start_s, b.task_id))

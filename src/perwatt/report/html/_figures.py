@@ -397,3 +397,40 @@ def _add_server_traces(fig: Any, server: ServerSeries) -> None:
                 hovertemplate=f"t %{{x:.2f}} s<br>{name} %{{y:.0f}}%{{customdata}}<extra></extra>",
             )
         )
+
+
+# A task timeline shows this many tasks (the first to start); the rest are in tasks.parquet.
+TIMELINE_TASKS = 40
+_BAR_COLORS = {"correct": "rgba(44,160,44,0.85)", "incorrect": "rgba(214,39,40,0.75)",
+               "failed": "rgba(90,90,90,0.8)", "unjudged": "rgba(31,119,180,0.7)",
+               "tool": "rgba(255,127,14,0.95)"}  # fmt: skip
+
+
+def task_timeline_figure(v: View) -> Any:
+    """A task run's tasks, one row each: its calls (by verdict) and tool runs over time; the
+    white between a task's bars is its gaps (scoring, building the next turn)."""
+    import plotly.graph_objects as go
+
+    order: list[str] = []
+    for bar in v.data.timeline:
+        if bar.task_id not in order:
+            order.append(bar.task_id)
+    shown = set(order[:TIMELINE_TASKS])
+    fig = go.Figure()
+    for state, color in _BAR_COLORS.items():
+        bars = [b for b in v.data.timeline if b.state == state and b.task_id in shown]
+        if not bars:
+            continue
+        fig.add_trace(go.Bar(
+            orientation="h", y=[b.task_id for b in bars], base=[b.start_s for b in bars],
+            x=[max(b.end_s - b.start_s, 1e-4) for b in bars], marker_color=color,
+            name="tool run" if state == "tool" else f"call: {state}",
+            hovertext=[f"{b.label} ({num(b.end_s - b.start_s)} s)" for b in bars],
+            hoverinfo="text+y",
+        ))  # fmt: skip
+    height = 120 + 18 * len(shown)
+    fig.update_layout(**layout(height), barmode="overlay")
+    fig.update_xaxes(title_text="seconds since the run started")
+    fig.update_yaxes(categoryorder="array", categoryarray=order[:TIMELINE_TASKS][::-1],
+                     automargin=True)  # fmt: skip
+    return fig

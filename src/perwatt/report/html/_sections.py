@@ -14,11 +14,13 @@ from perwatt.analysis.report_data import ReportData, RunView
 from perwatt.records import RequestRecord
 from perwatt.report.format import ms, num, pct, run_labels
 from perwatt.report.html._figures import (
+    TIMELINE_TASKS,
     RoutingChart,
     error_bar,
     load_figure,
     power_figure,
     routing_figure,
+    task_timeline_figure,
 )
 from perwatt.report.html._markup import (
     COLORS,
@@ -491,6 +493,25 @@ def _power_section(views: Sequence[View], figures: Figures) -> Markup:
     return join(parts)
 
 
+def _tasks_section(views: Sequence[View], figures: Figures) -> Markup:
+    parts = [el("p", "Each multi-turn task on its own row: its model calls from sent to done "
+                     "(green correct, red incorrect, grey failed, blue not judged yet) and the "
+                     "tools the harness ran for it (orange); the white between them is the "
+                     "task's gaps. Energy per task, split into calls, tools and gaps, is in "
+                     f"tasks.parquet. The first {TIMELINE_TASKS} tasks to start are shown.",
+                class_="note")]  # fmt: skip
+    for v in views:
+        if not v.data.timeline:
+            continue
+        figs = v.summary.tasks
+        parts.append(el("h3", v.label, el("small", v.run.run_id, class_="run")))
+        parts.append(figures.add(task_timeline_figure(v), css_class="chart"))
+        parts.append(el("p", f"{figs.kind} run: {sum(figs.outcomes.values())} tasks, "
+                             f"{figs.n_calls} model calls, {figs.n_tool_calls} tool calls "
+                             f"({figs.n_tool_errors} failed).", class_="note"))  # fmt: skip
+    return join(parts)
+
+
 def _server_note(v: View) -> str:
     """Where the orange lines (the server's own counters) came from, or why there are none."""
     source = v.data.server_source
@@ -696,6 +717,8 @@ def page_sections(data: ReportData, views_: Sequence[View], figures: Figures,
         sections.append(("load", "Energy vs load", load))
     if routing:
         sections.append(("routing", "Routing", _routing_section(routing, figures)))
+    if any(v.data.timeline for v in views_):
+        sections.append(("tasks", "Task timeline", _tasks_section(views_, figures)))
     sections += [
         ("power", "Power timeline", _power_section(views_, figures)),
         ("samples", "Sample responses", _samples_section(views_)),
