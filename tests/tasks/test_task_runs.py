@@ -247,3 +247,28 @@ def test_compare_shows_the_joules_per_extra_solved_item_of_a_tool_run_over_a_sin
     # The other way round, A solves fewer: no such figure, said so.
     back = perwatt("compare", str(tmp_path / "single"), str(tmp_path / "tools"))
     assert back.returncode == 0 and "no J per extra solved item" in back.stdout
+
+
+def test_a_sweep_of_retry_tasks_writes_per_task_figures_for_each_load_level(tmp_path):
+    data = _items(tmp_path, ["42", "41", "42"])
+    store = tmp_path / "store"
+    with loopback("--tokens", "4") as url:
+        spec = tmp_path / "sweep.yaml"
+        spec.write_text(
+            "base: {task_kind: retry, max_turns: 2, idle_seconds: 0, warmup_requests: 0}\n"
+            "models: [loopback]\n"
+            f"endpoints: [{{name: loop, url: '{url}'}}]\n"
+            f"workloads: [{{name: 'file:question=q,answer=a', data_file: '{data}'}}]\n"
+            "load: [{concurrency: 1}, {concurrency: 2}]\n"
+        )
+        result = perwatt("sweep", str(spec), "--out", str(store))
+    assert result.returncode == 0, result.stderr
+    cells = sorted(p for p in store.iterdir() if (p / "manifest.json").is_file())
+    assert len(cells) == 2
+    for cell in cells:
+        calls, tasks = _check_energy_adds_up(cell)
+        assert len(tasks) == 3 and len(calls) == 1 + 2 + 1  # the wrong one is asked twice
+        summary = json.loads((cell / "summary.json").read_text())
+        assert summary["tasks"]["kind"] == "retry" and summary["n"] == 3
+    rows = json.loads((store / "sweep.json").read_text())
+    assert len(rows) == 2
