@@ -43,14 +43,20 @@ def conversation_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_each_turn_is_sent_after_the_models_own_answer_and_judged_against_its_reply(tmp_path):
+def replay_on_loopback(tmp_path: Path, *, max_turns: int) -> Path:
+    """`perwatt run --task replay` of the conversation file on the loopback server; its run."""
     out = tmp_path / "run"
     with loopback("--tokens", "4") as url:
         result = perwatt("run", "--endpoint", url, "--model", "loopback", "--api", "chat",
                          "--workload", "wildchat", "--data-file", str(conversation_file(tmp_path)),
-                         "--task", "replay", "--max-turns", "5", "--idle-seconds", "0",
+                         "--task", "replay", "--max-turns", str(max_turns), "--idle-seconds", "0",
                          "--warmup", "0", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_each_turn_is_sent_after_the_models_own_answer_and_judged_against_its_reply(tmp_path):
+    out = replay_on_loopback(tmp_path, max_turns=5)
     calls, tasks = _check_energy_adds_up(out)
     by = {t["item_id"]: t for t in tasks}
     long, short = by["wildchat/three-turns"], by["wildchat/one-turn"]
@@ -65,13 +71,7 @@ def test_each_turn_is_sent_after_the_models_own_answer_and_judged_against_its_re
 
 
 def test_max_turns_caps_a_long_conversation(tmp_path):
-    out = tmp_path / "run"
-    with loopback("--tokens", "4") as url:
-        result = perwatt("run", "--endpoint", url, "--model", "loopback", "--api", "chat",
-                         "--workload", "wildchat", "--data-file", str(conversation_file(tmp_path)),
-                         "--task", "replay", "--max-turns", "2", "--idle-seconds", "0",
-                         "--warmup", "0", "--out", str(out))  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    out = replay_on_loopback(tmp_path, max_turns=2)
     _, tasks = _check_energy_adds_up(out)
     assert sorted(t["n_calls"] for t in tasks) == [1, 2]
 
