@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -78,8 +78,8 @@ class RequestColumns:
     completion_tokens: np.ndarray
     itl_values: np.ndarray | None = None
     itl_offsets: np.ndarray | None = None
-    # Energy from sent to first token (NaN: not split, e.g. a run written before the split);
-    # decode energy is energy_j − prefill_energy_j (the attribution conserves it exactly).
+    # Energy from sent to first token (NaN: not split, e.g. a run written before the split;
+    # None: no row split); decode energy is energy_j − prefill_energy_j (conserved exactly).
     prefill_energy_j: np.ndarray | None = None
     # Per group: attempts that were retried (folded into the attempt after them, see
     # `_fold_retries`) and responses that were HTTP 429 (rate limited), retried or not.
@@ -122,7 +122,11 @@ class RequestColumns:
         group = np.repeat(np.arange(len(tables), dtype=np.int32), sizes)
         n_rows = table.num_rows
         numbers = {name: np.empty(n_rows, dtype=np.float64) for name in _NUMBERS}
-        has_prefill = "prefill_energy_j" in table.column_names
+        # A column null in every run (no run split its energy) is None: no 10 M NaNs to write.
+        has_prefill = (
+            "prefill_energy_j" in table.column_names
+            and table.column("prefill_energy_j").null_count < table.num_rows
+        )
         if has_prefill:
             numbers["prefill_energy_j"] = np.empty(n_rows, dtype=np.float64)
         correct = np.empty(n_rows, dtype=bool)
@@ -164,9 +168,7 @@ class RequestColumns:
             **{name: numbers[name] for name in _NUMBERS},
             itl_values=itl_values,
             itl_offsets=itl_offsets,
-            prefill_energy_j=(
-                numbers["prefill_energy_j"] if has_prefill else np.full(n_rows, math.nan)
-            ),
+            prefill_energy_j=numbers["prefill_energy_j"] if has_prefill else None,
             rate_limited=rate_limited,
         )
         return _fold_retries(cols, table, len(tables))
@@ -322,21 +324,44 @@ class ItemMatrix:
     `correct` is the share of attempts that were correct, `energy_j` etc. the mean per attempt;
     all are 0 where a run did not ask an item (`count` 0). See the module docstring for why.
 
-    Each matrix is one bincount over the rows, made the first time it is read (a routing study
-    reads five of the twelve; at 10 M rows each is 80 MB). The bincount runs run by run (a
-    run's rows add to one stretch of memory, its items in order: six times faster than item by
-    item at 10 M rows, and the same sums, as bincount adds a bin's rows in row order either
-    way). `by_run(name)` is that runs × n_items array, each run's items contiguous (what a
-    per-run figure reads); the attributes are n_items × runs, transposed from it (what a
-    cross-run figure reads). One layout of each is kept, the one asked for last.
+    Each matrix is one bincount per run over that run's rows, made the first time it is read (a
+    routing study reads five of the twelve; at 10 M rows each is 80 MB): a run's rows add to
+    one stretch of memory, its weights made a run at a time (no 10 M-row temporaries), and the
+    sums are those of one bincount over all rows, as bincount adds a bin's rows in row order
+    either way. `by_run(name)` is the runs × n_items array, each run's items contiguous (what a
+    per-run figure reads); the attributes are n_items × runs (what a cross-run figure reads),
+    written so at once when first read so, else transposed. One layout of each is kept, the
+    one asked for last.
     """
 
     def __init__(self, cols: RequestColumns) -> None:
         self._cols = cols
         self._shape = (len(cols.items), len(cols.groups))
-        self._key = cols.group.astype(np.int64) * self._shape[0] + cols.item
         self._runs: dict[str, np.ndarray] = {}  # runs × n_items
         self._items: dict[str, np.ndarray] = {}  # n_items × runs
+        self._zero: set[str] = set()  # matrices with nothing added: zeros throughout
+        self._nothing = False  # whether the last total made had nothing to add
+        self._item_major = False  # whether the matrix being made is wanted n_items × runs
+        self._last_item_major = False  # whether the last total made is n_items × runs
+
+    def is_zero(self, name: str) -> bool:
+        """Whether matrix `name`, once made, is zeros throughout because no row added to it
+        (False when not known: a matrix can be zeros without being marked)."""
+        return name in self._zero
+
+    @cached_property
+    def _run_rows(self) -> list[slice] | None:
+        """Each run's rows as one slice when the rows are in run order (as `from_tables` makes
+        them), else None."""
+        group = self._cols.group
+        if group.size and not bool(np.all(group[1:] >= group[:-1])):
+            return None
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=self._shape[1]))])
+        return [slice(int(bounds[j]), int(bounds[j + 1])) for j in range(self._shape[1])]
+
+    @cached_property
+    def _key(self) -> np.ndarray:
+        return self._cols.group.astype(np.int64) * self._shape[0] + self._cols.item
 
     def by_run(self, name: str) -> np.ndarray:
         """Matrix `name` (one of the attributes) as runs × n_items: row j is run j's items."""
@@ -344,7 +369,10 @@ class ItemMatrix:
         if found is None:
             item_major = self._items.pop(name, None)
             if item_major is None:
+                self._nothing = False
                 found = getattr(self, f"_make_{name}")()
+                if self._nothing:
+                    self._zero.add(name)
             else:
                 found = np.ascontiguousarray(item_major.T)
             self._runs[name] = found
@@ -353,28 +381,76 @@ class ItemMatrix:
     def _by_item(self, name: str) -> np.ndarray:
         found = self._items.get(name)
         if found is None:
-            found = np.ascontiguousarray(self.by_run(name).T)
-            self._runs.pop(name)
+            run_major = self._runs.pop(name, None)
+            if run_major is None:
+                # Made item-major at once (each run's sums written to its column): no
+                # runs × n_items matrix to make and transpose.
+                self._item_major, self._last_item_major = True, False
+                try:
+                    found = self.by_run(name)
+                finally:
+                    self._item_major = False
+                self._runs.pop(name)
+                if not self._last_item_major:
+                    found = np.ascontiguousarray(found.T)
+            else:
+                found = np.ascontiguousarray(run_major.T)
             self._items[name] = found
         return found
 
-    def _total(self, weights: np.ndarray | None) -> np.ndarray:
-        n_items, runs = self._shape
-        if weights is not None and not weights.any():
-            # Nothing to add (a column absent from every run): the same zeros, from pages the
-            # system maps on first read instead of 80 MB written at 10 M rows.
-            return np.zeros((runs, n_items))
-        total = np.bincount(self._key, weights=weights, minlength=n_items * runs)
-        return total.reshape(runs, n_items)
+    def _total(self, weights: Callable[[slice], np.ndarray] | None) -> np.ndarray:
+        """Per run and item, the sum of `weights(rows)` (a function of a slice of the rows,
+        giving the weights of those rows) over the item's rows; the count of rows for None.
 
-    def _mean(self, weights: np.ndarray) -> np.ndarray:
+        With the rows in run order the bincount runs run by run, its weights made a run at a
+        time (a few MB that stay warm, not a 10 M-row temporary per matrix); the same sums, as
+        bincount adds a bin's rows in row order either way."""
+        n_items, runs = self._shape
+        rows = self._run_rows
+        self._last_item_major = False
+        if rows is None:
+            w = None if weights is None else weights(slice(None))
+            if w is not None and not w.any():
+                self._nothing = True
+                return np.zeros((runs, n_items))
+            return (
+                np.bincount(self._key, weights=w, minlength=n_items * runs)
+                .reshape(runs, n_items)
+                .astype(np.float64, copy=False)
+            )
+        # Zeros from pages the system maps on first read: a run with nothing to add (a column
+        # absent from it) costs no writing. The count is always runs × n_items (it is kept).
+        item_major = self._item_major and weights is not None
+        total = np.zeros((n_items, runs) if item_major else (runs, n_items))
+        item = self._cols.item
+        nothing = True
+        for j, part in enumerate(rows):
+            if part.stop == part.start:
+                continue
+            w = None if weights is None else weights(part)
+            if w is not None and not w.any():
+                continue
+            sums = np.bincount(item[part], weights=w, minlength=n_items)
+            if item_major:
+                total[:, j] = sums
+            else:
+                total[j] = sums
+            nothing = False
+        self._nothing = nothing
+        self._last_item_major = item_major
+        return total
+
+    def _mean(self, weights: Callable[[slice], np.ndarray]) -> np.ndarray:
+        once = self._once  # (first: the count's total must not be the last one made)
         total = self._total(weights)
         # Every item asked at most once: dividing by 1 would change nothing (it is exact).
-        return total if self._once else total / self._safe
+        if not once:
+            np.divide(total, self._safe.T if self._last_item_major else self._safe, out=total)
+        return total
 
     @cached_property
     def _count(self) -> np.ndarray:
-        return self._total(None).astype(np.float64)
+        return self._total(None)
 
     @cached_property
     def _safe(self) -> np.ndarray:
@@ -396,56 +472,74 @@ class ItemMatrix:
         return self._count if self._once else (self._count > 0).astype(np.float64)
 
     def _make_correct(self) -> np.ndarray:
-        return self._mean(self._cols.correct.astype(np.float64))
+        correct = self._cols.correct
+        return self._mean(lambda rows: correct[rows].astype(np.float64))
 
     def _make_energy_j(self) -> np.ndarray:
-        return self._mean(nz(self._cols.energy_j))
+        energy = self._cols.energy_j
+        return self._mean(lambda rows: nz(energy[rows]))
 
     def _make_energy_net_j(self) -> np.ndarray:
-        return self._mean(nz(self._cols.energy_net_j))
+        net = self._cols.energy_net_j
+        return self._mean(lambda rows: nz(net[rows]))
 
-    @cached_property
-    def _e2e(self) -> np.ndarray:
-        return self._cols.t_done - self._cols.t_sent
+    def _e2e(self, rows: slice) -> np.ndarray:
+        return self._cols.t_done[rows] - self._cols.t_sent[rows]
 
     def _make_e2e_s(self) -> np.ndarray:
-        return self._mean(nz(self._e2e))
+        return self._mean(lambda rows: nz(self._e2e(rows)))
 
     def _make_power_w(self) -> np.ndarray:
-        e2e = self._e2e
-        with np.errstate(divide="ignore", invalid="ignore"):
-            power = nz(self._cols.energy_j) / e2e
-        power[~(e2e > 0)] = 0.0  # in place: one array of 10 M rows, not three
-        return self._mean(power)
+        def power_w(rows: slice) -> np.ndarray:
+            e2e = self._e2e(rows)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                power = nz(self._cols.energy_j[rows]) / e2e
+            power[~(e2e > 0)] = 0.0
+            return power
+
+        return self._mean(power_w)
 
     def _make_prompt_tokens(self) -> np.ndarray:
-        return self._mean(nz(self._cols.prompt_tokens))
+        prompt = self._cols.prompt_tokens
+        return self._mean(lambda rows: nz(prompt[rows]))
 
     def _make_completion_tokens(self) -> np.ndarray:
-        return self._mean(nz(self._cols.completion_tokens))
+        completion = self._cols.completion_tokens
+        return self._mean(lambda rows: nz(completion[rows]))
 
     def _make_prompt_missing(self) -> np.ndarray:
-        return self._total(np.isnan(self._cols.prompt_tokens).astype(np.float64))
+        prompt = self._cols.prompt_tokens
+        return self._total(lambda rows: np.isnan(prompt[rows]).astype(np.float64))
 
     # The request's two phases: energy and seconds from sent to first token (a request with no
     # first token is all prefill); decode is the rest (energy_j − prefill, e2e_s − prefill_s).
-    def _prefill_j(self) -> np.ndarray:
+    def _prefill_j(self, rows: slice) -> np.ndarray:
         prefill_j = self._cols.prefill_energy_j
-        return np.full(self._cols.n_rows, math.nan) if prefill_j is None else prefill_j
+        if prefill_j is None:
+            return np.full(len(range(*rows.indices(self._cols.n_rows))), math.nan)
+        return prefill_j[rows]
 
     def _make_prefill_energy_j(self) -> np.ndarray:
-        return self._mean(nz(self._prefill_j()))
+        if self._cols.prefill_energy_j is None:  # nothing split: nothing to add
+            self._nothing = True
+            return np.zeros((self._shape[1], self._shape[0]))
+        return self._mean(lambda rows: nz(self._prefill_j(rows)))
 
     def _make_prefill_s(self) -> np.ndarray:
-        e2e = self._e2e
-        # In place (the same values as clip(where(isnan(ttft), e2e, ttft), 0, max(e2e, 0))).
-        prefill_s = self._cols.t_first_token - self._cols.t_sent
-        np.copyto(prefill_s, e2e, where=np.isnan(prefill_s))
-        np.clip(prefill_s, 0.0, np.maximum(e2e, 0.0), out=prefill_s)
-        return self._mean(nz(prefill_s))
+        def prefill_s(rows: slice) -> np.ndarray:
+            e2e = self._e2e(rows)
+            # In place (the same values as clip(where(isnan(ttft), e2e, ttft), 0, max(e2e, 0))).
+            out = self._cols.t_first_token[rows] - self._cols.t_sent[rows]
+            np.copyto(out, e2e, where=np.isnan(out))
+            np.clip(out, 0.0, np.maximum(e2e, 0.0), out=out)
+            return nz(out)
+
+        return self._mean(prefill_s)
 
     def _make_prefill_missing(self) -> np.ndarray:
-        return self._total(np.isnan(self._prefill_j()).astype(np.float64))
+        if self._cols.prefill_energy_j is None:  # every attempt: the count (the same sums)
+            return self._count.copy()
+        return self._total(lambda rows: np.isnan(self._prefill_j(rows)).astype(np.float64))
 
     @property
     def count(self) -> np.ndarray:

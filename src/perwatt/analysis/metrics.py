@@ -40,6 +40,7 @@ import numpy as np
 
 from perwatt.analysis._bootstrap import (
     CI_LEVEL,
+    EXACT_LIMIT,
     Estimate,
     block_resample_sums,
     bootstrap_sums,
@@ -418,26 +419,46 @@ def summarize(
     blocks = [m.by_run(name).T for name in (
         "asked", "correct", "energy_j", "energy_net_j", "e2e_s", "power_w",
         "completion_tokens", "prompt_tokens", "prefill_energy_j", "prefill_s")]  # fmt: skip
+    # Above EXACT_LIMIT items, a matrix that no row added to (e.g. the prefill split of runs
+    # that did not record it) is left out of the product: its resampled sums are zeros.
+    zero = [len(cols.items) > EXACT_LIMIT and m.is_zero(name) for name in (
+        "asked", "correct", "energy_j", "energy_net_j", "e2e_s", "power_w",
+        "completion_tokens", "prompt_tokens", "prefill_energy_j", "prefill_s")]  # fmt: skip
     if extra_columns is not None:
         blocks.append(np.asarray(extra_columns).reshape(len(cols.items), -1))
-    sums = bootstrap_sums(blocks, resamples, seed) if len(cols.items) and resamples else None
+        zero.append(False)
+    sums = None
+    if len(cols.items) and resamples:
+        summed = bootstrap_sums([b for b, z in zip(blocks, zero, strict=True) if not z],
+                                resamples, seed)  # fmt: skip
+        sums = np.zeros((resamples, sum(b.shape[1] for b in blocks)))
+        col = done = 0
+        for b, z in zip(blocks, zero, strict=True):
+            if not z:
+                sums[:, col : col + b.shape[1]] = summed[:, done : done + b.shape[1]]
+                done += b.shape[1]
+            col += b.shape[1]
     order, bounds = _group_slices(cols.group, g)
     summaries = []
     for j, ctx in enumerate(contexts):
         boot = None
         if sums is not None:
             boot = _Boot(*(sums[:, k * g + j] for k in range(_PER_RUN)))
-        rows = order[bounds[j] : bounds[j + 1]]
-        summaries.append(_summarize_run(cols, m, j, rows, ctx, boot, resamples, seed))
+        lo, hi = int(bounds[j]), int(bounds[j + 1])
+        # Rows in run order: the run's columns are read as views of one stretch (the same
+        # values as gathering them by index, without a copy of each).
+        part: slice | np.ndarray = slice(lo, hi) if order is None else order[lo:hi]
+        rows = np.arange(lo, hi) if order is None else order[lo:hi]
+        summaries.append(_summarize_run(cols, m, j, rows, part, ctx, boot, resamples, seed))
     extra = sums[:, _PER_RUN * g :] if sums is not None and extra_columns is not None else None
     return summaries, extra
 
 
-def _group_slices(group: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices ordered by run, and where each run's rows start."""
-    if group.size == 0 or bool(np.all(group[1:] >= group[:-1])):
-        order = np.arange(group.size)
-    else:
+def _group_slices(group: np.ndarray, g: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """Row indices ordered by run (None: the rows are in run order already), and where each
+    run's rows start."""
+    order: np.ndarray | None = None
+    if group.size and not bool(np.all(group[1:] >= group[:-1])):
         order = np.argsort(group, kind="stable")
     counts = np.bincount(group, minlength=g)
     return order, np.concatenate([[0], np.cumsum(counts)])
@@ -472,6 +493,7 @@ def _summarize_run(
     m: ItemMatrix,
     j: int,
     rows: np.ndarray,
+    part: slice | np.ndarray,
     ctx: RunContext,
     b: _Boot | None,
     resamples: int,
@@ -515,15 +537,15 @@ def _summarize_run(
         float(asked("completion_tokens").sum()) / n if n else None,
     )
     per_token = _per_token_and_phase(asked, b, est)
-    steady = _steady_state(cols, rows, ctx, tokens_per_query, resamples, seed)
+    steady = _steady_state(cols, part, ctx, tokens_per_query, resamples, seed)
 
-    status = cols.status[rows]
+    status = cols.status[part]
     counts = np.bincount(status, minlength=len(STATUSES)) if rows.size else np.zeros(4, int)
     completed = (status == STATUS_OK) | (status == STATUS_TRUNCATED)
     done_rows = rows[completed]
-    lat = latency(cols.t_sent[rows], cols.t_first_token[rows], cols.t_done[rows],
-                  cols.completion_tokens[rows])  # fmt: skip
-    correct_rows = cols.correct[rows]
+    lat = latency(cols.t_sent[part], cols.t_first_token[part], cols.t_done[part],
+                  cols.completion_tokens[part])  # fmt: skip
+    correct_rows = cols.correct[part]
     good = correct_rows.copy()
     if ctx.slo.ttft_s is not None:
         good &= ~np.isnan(lat.ttft_s) & (lat.ttft_s <= ctx.slo.ttft_s)
@@ -537,7 +559,7 @@ def _summarize_run(
     e2e_p = percentiles(lat.e2e_s[completed], (50, 90, 99))
     tpot_p = percentiles(lat.tpot_s[completed], (50, 90, 99))
     itl_p = percentiles(_itl_gaps(cols, done_rows), (50, 90, 99))
-    lag = percentiles(cols.t_sent[rows] - cols.t_scheduled[rows], (99,))
+    lag = percentiles(cols.t_sent[part] - cols.t_scheduled[part], (99,))
     n_requests = int(rows.size)
     return RunSummary(
         run_id=ctx.run_id,
@@ -656,7 +678,7 @@ def _per_token_and_phase(asked: _Asked, b: _Boot | None, est: Any) -> dict[str, 
     }
 
 
-def _tokens_by(cols: RequestColumns, rows: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def _tokens_by(cols: RequestColumns, rows: slice | np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Output tokens produced before each of `edges`: each request's completion tokens spread
     evenly over its decode (first token → done; at the first token when that takes no time)."""
     first, done = cols.t_first_token[rows], cols.t_done[rows]
@@ -675,7 +697,7 @@ def _tokens_by(cols: RequestColumns, rows: np.ndarray, edges: np.ndarray) -> np.
 
 def _steady_state(
     cols: RequestColumns,
-    rows: np.ndarray,
+    rows: slice | np.ndarray,
     ctx: RunContext,
     tokens_per_query: tuple[np.ndarray | None, float | None],
     resamples: int,

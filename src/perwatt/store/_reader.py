@@ -109,7 +109,7 @@ class RunData:
         have = self._columns
         missing = [n for n in names if have is None or n not in have.column_names]
         if missing:
-            read = _read_request_columns(self.path / REQUESTS_FILE, missing)
+            read = _read_request_columns(self.path / REQUESTS_FILE, missing, have)
             if have is not None:
                 for name in have.column_names:
                     if name not in read.column_names:
@@ -214,14 +214,23 @@ def read_run(run_dir: Path) -> RunData:
     return run
 
 
-def _read_request_columns(file: Path, names: Sequence[str]) -> pa.Table:
+def _read_request_columns(
+    file: Path, names: Sequence[str], read: pa.Table | None = None
+) -> pa.Table:
     """Only `names` of a requests file (with `status` and `correct`, which the contract's
-    checks read), checked against the contract; the whole file's schema is checked too."""
+    checks read), checked against the contract; the whole file's schema is checked too.
+    `status` and `correct` are taken from `read` (columns of this file read and checked
+    before) when it has them, not decoded again."""
     schema = _read_schema(file)
     check_request_schema(schema, file)
     wanted = list(dict.fromkeys([*names, "status", "correct"]))
-    present = [name for name in wanted if name in schema.names]
-    return check_requests(_read_parquet(file, present), file, wanted)
+    kept = [n for n in ("status", "correct") if read is not None and n in read.column_names]
+    present = [name for name in wanted if name in schema.names and name not in kept]
+    table = _read_parquet(file, present)
+    if read is not None:
+        for name in kept:
+            table = table.append_column(read.field(name), read.column(name))
+    return check_requests(table, file, wanted)
 
 
 def check_request_schema(schema: pa.Schema, path: Path) -> None:
