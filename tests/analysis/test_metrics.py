@@ -126,6 +126,23 @@ def test_poisson_path_gives_the_binomial_interval():
     assert np.array_equal(sums, again)
 
 
+def test_poisson_path_sums_a_repeated_or_zero_column_once_with_the_same_result():
+    # Twenty runs that all asked every item share one count column; a run that split no
+    # energy has a zero column. Each must get the sums it would get on its own.
+    n = 2 * EXACT_LIMIT
+    rng = np.random.default_rng(3)
+    ones, zero, energy = np.ones(n), np.zeros(n), rng.lognormal(0, 1, n)
+    counts = np.column_stack([ones, ones, ones])
+    other = np.column_stack([energy, zero, energy])
+    sums = bootstrap_sums([counts, other], 200, seed=5)
+    alone = bootstrap_sums([ones[:, None], energy[:, None]], 200, seed=5)
+    assert np.array_equal(sums[:, 0], sums[:, 1]) and np.array_equal(sums[:, 0], sums[:, 2])
+    assert np.allclose(sums[:, 0], alone[:, 0], rtol=1e-6)
+    assert np.all(sums[:, 4] == 0)
+    assert np.allclose(sums[:, 3], alone[:, 1], rtol=1e-6)
+    assert np.array_equal(sums[:, 3], sums[:, 5])
+
+
 def test_exact_path_draws_n_items_per_resample():
     sums = bootstrap_sums(np.ones((50, 1)), 300, seed=0)
     assert np.all(sums == 50)

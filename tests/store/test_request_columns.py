@@ -15,14 +15,14 @@ from perwatt.store import _reader as reader
 def reads(monkeypatch):
     """The column lists requests.parquet was read with (None: the whole file)."""
     seen: list[list[str] | None] = []
-    real = reader.pq.read_table
+    real = reader._read_parquet
 
-    def read_table(path, columns=None, **kw):
+    def read_parquet(path, columns=None):
         if str(path).endswith("requests.parquet"):
             seen.append(None if columns is None else list(columns))
-        return real(path, columns=columns, **kw)
+        return real(path, columns)
 
-    monkeypatch.setattr(reader.pq, "read_table", read_table)
+    monkeypatch.setattr(reader, "_read_parquet", read_parquet)
     return seen
 
 
@@ -39,6 +39,18 @@ def test_the_kernel_columns_are_read_alone_and_once(tmp_path, rows, reads):
     assert reads[-1] is None
     assert full.select(list(KERNEL_COLUMNS)).equals(some)
     assert run.request_columns(("t_sent",)).equals(full.select(["t_sent"]))
+
+
+def test_columns_read_without_keeping_are_not_kept(tmp_path, rows, reads):
+    # What the kernel converts at once (10 M rows: a gigabyte of Arrow memory) is let go.
+    run = read_run(write_run(tmp_path / "run", rows))
+    first = run.request_columns(KERNEL_COLUMNS, keep=False)
+    again = run.answer_columns(KERNEL_COLUMNS, keep=False)
+    assert len(reads) == 3 and first.equals(again)
+    assert run.answer_rows() == len(rows)
+    kept = run.request_columns(KERNEL_COLUMNS)
+    run.request_columns(KERNEL_COLUMNS, keep=False)
+    assert len(reads) == 4 and kept.equals(first)
 
 
 def test_in_memory_runs_serve_columns_from_their_table(rows):

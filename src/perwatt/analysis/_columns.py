@@ -45,6 +45,10 @@ _OPTIONAL = ("itl_s", "prefill_energy_j", "attempt", "retried", "http_status")
 _NUMBERS = ("energy_j", "energy_net_j", "t_scheduled", "t_sent", "t_first_token", "t_done",
             "prompt_tokens", "completion_tokens")  # fmt: skip
 
+# What is kept of a run's columns once its numbers are converted: what is encoded or folded
+# across runs.
+_ACROSS = ("item_id", "domain", "status", "itl_s", "attempt", "retried")
+
 # Every column the kernel reads: what to ask a run for (`RunData.answer_columns`), so that an
 # analysis reads a third of a requests file, not all of it.
 KERNEL_COLUMNS = (*_NEEDED, *_OPTIONAL)
@@ -98,53 +102,77 @@ class RequestColumns:
         return out
 
     @classmethod
-    def from_runs(cls, runs: Sequence[RunData]) -> RequestColumns:
+    def from_runs(
+        cls, runs: Sequence[RunData], *, each: Callable[[int, pa.Table], None] | None = None
+    ) -> RequestColumns:
         """Columns of runs (one group per run, named by its run id), reading from each only
-        the columns the kernel uses (several runs at once: Parquet decoding releases the GIL)."""
-        with ThreadPoolExecutor(max_workers=_workers(len(runs))) as pool:
-            tables = list(pool.map(lambda r: r.answer_columns(KERNEL_COLUMNS), runs))
-        return cls.from_tables(tables, [r.run_id for r in runs])
+        the columns the kernel uses, several runs at once (Parquet decoding releases the GIL).
+
+        A run's columns are converted as soon as they are read, and not kept: at 10 M rows a
+        kept Arrow copy would be another gigabyte of fresh memory. `each(j, table)`, when
+        given, sees run j's table first (a summary's digest is taken from it)."""
+
+        def table_of(j: int) -> pa.Table:
+            table = runs[j].answer_columns(KERNEL_COLUMNS, keep=False)
+            if each is not None:
+                each(j, table)
+            return table
+
+        return cls._build([r.answer_rows() for r in runs], table_of, [r.run_id for r in runs])
 
     @classmethod
     def from_tables(cls, tables: Sequence[pa.Table], groups: Sequence[str]) -> RequestColumns:
-        """Columns from (checked) requests tables, one per run, group names in the same order.
-
-        Each run's rows are converted on their own (several at once) straight into the columns'
-        share of the rows: one pass over each value, no concatenated copy first."""
+        """Columns from (checked) requests tables, one per run, group names in the same order."""
         if len(tables) != len(groups):
             raise ValueError("one group name per table")
-        table = pa.concat_tables([_subset(t) for t in tables], promote_options="permissive")
-        sizes = np.array([t.num_rows for t in tables], dtype=np.int64)
-        bounds = np.concatenate([[0], np.cumsum(sizes)])
-        # The runs' rows as zero-copy slices of one table, so that every run has every column
-        # with the same (promoted) type, null where a run's file lacked it.
-        parts = [table.slice(int(bounds[j]), int(sizes[j])) for j in range(len(tables))]
-        group = np.repeat(np.arange(len(tables), dtype=np.int32), sizes)
-        n_rows = table.num_rows
-        numbers = {name: np.empty(n_rows, dtype=np.float64) for name in _NUMBERS}
-        # A column null in every run (no run split its energy) is None: no 10 M NaNs to write.
-        has_prefill = (
-            "prefill_energy_j" in table.column_names
-            and table.column("prefill_energy_j").null_count < table.num_rows
-        )
-        if has_prefill:
-            numbers["prefill_energy_j"] = np.empty(n_rows, dtype=np.float64)
-        correct = np.empty(n_rows, dtype=bool)
-        rate_limited = np.zeros(len(tables), dtype=np.int64)
+        chosen = [_subset(t) for t in tables]
+        return cls._build([t.num_rows for t in chosen], chosen.__getitem__, groups)
 
-        def convert(j: int) -> None:
-            part, rows = parts[j], slice(int(bounds[j]), int(bounds[j + 1]))
+    @classmethod
+    def _build(
+        cls, sizes: Sequence[int], table_of: Callable[[int], pa.Table], groups: Sequence[str]
+    ) -> RequestColumns:
+        """Each run's table (`table_of(j)`, `sizes[j]` rows) converted on its own, several at
+        once, straight into its share of the columns: one pass over each value, no
+        concatenated copy first. Only the few columns needed across runs (ids, statuses,
+        gaps, attempts) are kept past a run's conversion."""
+        g = len(groups)
+        bounds = np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
+        n_rows = int(bounds[-1])
+        group = np.repeat(np.arange(g, dtype=np.int32), np.asarray(sizes, dtype=np.int64))
+        numbers = {name: np.empty(n_rows, dtype=np.float64) for name in _NUMBERS}
+        # Pages of np.empty cost nothing until written: a prefill column null in every run
+        # (no run split its energy) is dropped unwritten (None), not 10 M NaNs.
+        prefill = np.empty(n_rows, dtype=np.float64)
+        split = np.zeros(g, dtype=bool)
+        correct = np.empty(n_rows, dtype=bool)
+        rate_limited = np.zeros(g, dtype=np.int64)
+
+        def convert(j: int) -> pa.Table:
+            part, rows = table_of(j), slice(int(bounds[j]), int(bounds[j + 1]))
+            if part.num_rows != sizes[j]:
+                raise ValueError(f"run {groups[j]!r}: {part.num_rows} rows, not {sizes[j]}")
             for name, out in numbers.items():
                 _fill_num(part.column(name), out[rows])
+            if "prefill_energy_j" in part.column_names:
+                column = part.column("prefill_energy_j")
+                if column.null_count < len(column):
+                    _fill_num(column, prefill[rows])
+                    split[j] = True
             correct[rows] = _flag(part, "correct")
             if "http_status" in part.column_names:
                 rate_limited[j] = pc.sum(pc.equal(part.column("http_status"), 429)).as_py() or 0
+            return part.select([c for c in _ACROSS if c in part.column_names])
 
-        with ThreadPoolExecutor(max_workers=_workers(len(tables) + 3)) as pool:
+        with ThreadPoolExecutor(max_workers=_workers(g)) as pool:
+            parts = list(pool.map(convert, range(g)))
+        for j in np.flatnonzero(~split) if split.any() else ():
+            prefill[int(bounds[j]) : int(bounds[j + 1])] = math.nan
+        table = pa.concat_tables(parts, promote_options="permissive")
+        parts = [table.slice(int(bounds[j]), int(sizes[j])) for j in range(g)]
+        with ThreadPoolExecutor(max_workers=_workers(3)) as pool:
             coded = [pool.submit(_codes, [p.column(name) for p in parts])
                      for name in ("item_id", "domain", "status")]  # fmt: skip
-            for done in [pool.submit(convert, j) for j in range(len(tables))]:
-                done.result()
             (items, item), (domains, domain), (status_names, status_code) = (
                 c.result() for c in coded
             )
@@ -168,10 +196,10 @@ class RequestColumns:
             **{name: numbers[name] for name in _NUMBERS},
             itl_values=itl_values,
             itl_offsets=itl_offsets,
-            prefill_energy_j=numbers["prefill_energy_j"] if has_prefill else None,
+            prefill_energy_j=prefill if split.any() else None,
             rate_limited=rate_limited,
         )
-        return _fold_retries(cols, table, len(tables))
+        return _fold_retries(cols, table, g)
 
 
 def _fold_retries(cols: RequestColumns, table: pa.Table, n_groups: int) -> RequestColumns:
@@ -339,15 +367,8 @@ class ItemMatrix:
         self._shape = (len(cols.items), len(cols.groups))
         self._runs: dict[str, np.ndarray] = {}  # runs × n_items
         self._items: dict[str, np.ndarray] = {}  # n_items × runs
-        self._zero: set[str] = set()  # matrices with nothing added: zeros throughout
-        self._nothing = False  # whether the last total made had nothing to add
         self._item_major = False  # whether the matrix being made is wanted n_items × runs
         self._last_item_major = False  # whether the last total made is n_items × runs
-
-    def is_zero(self, name: str) -> bool:
-        """Whether matrix `name`, once made, is zeros throughout because no row added to it
-        (False when not known: a matrix can be zeros without being marked)."""
-        return name in self._zero
 
     @cached_property
     def _run_rows(self) -> list[slice] | None:
@@ -369,10 +390,7 @@ class ItemMatrix:
         if found is None:
             item_major = self._items.pop(name, None)
             if item_major is None:
-                self._nothing = False
                 found = getattr(self, f"_make_{name}")()
-                if self._nothing:
-                    self._zero.add(name)
             else:
                 found = np.ascontiguousarray(item_major.T)
             self._runs[name] = found
@@ -411,7 +429,6 @@ class ItemMatrix:
         if rows is None:
             w = None if weights is None else weights(slice(None))
             if w is not None and not w.any():
-                self._nothing = True
                 return np.zeros((runs, n_items))
             return (
                 np.bincount(self._key, weights=w, minlength=n_items * runs)
@@ -423,7 +440,6 @@ class ItemMatrix:
         item_major = self._item_major and weights is not None
         total = np.zeros((n_items, runs) if item_major else (runs, n_items))
         item = self._cols.item
-        nothing = True
         for j, part in enumerate(rows):
             if part.stop == part.start:
                 continue
@@ -435,8 +451,6 @@ class ItemMatrix:
                 total[:, j] = sums
             else:
                 total[j] = sums
-            nothing = False
-        self._nothing = nothing
         self._last_item_major = item_major
         return total
 
@@ -521,7 +535,6 @@ class ItemMatrix:
 
     def _make_prefill_energy_j(self) -> np.ndarray:
         if self._cols.prefill_energy_j is None:  # nothing split: nothing to add
-            self._nothing = True
             return np.zeros((self._shape[1], self._shape[0]))
         return self._mean(lambda rows: nz(self._prefill_j(rows)))
 

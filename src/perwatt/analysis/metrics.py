@@ -40,7 +40,6 @@ import numpy as np
 
 from perwatt.analysis._bootstrap import (
     CI_LEVEL,
-    EXACT_LIMIT,
     Estimate,
     block_resample_sums,
     bootstrap_sums,
@@ -419,25 +418,9 @@ def summarize(
     blocks = [m.by_run(name).T for name in (
         "asked", "correct", "energy_j", "energy_net_j", "e2e_s", "power_w",
         "completion_tokens", "prompt_tokens", "prefill_energy_j", "prefill_s")]  # fmt: skip
-    # Above EXACT_LIMIT items, a matrix that no row added to (e.g. the prefill split of runs
-    # that did not record it) is left out of the product: its resampled sums are zeros.
-    zero = [len(cols.items) > EXACT_LIMIT and m.is_zero(name) for name in (
-        "asked", "correct", "energy_j", "energy_net_j", "e2e_s", "power_w",
-        "completion_tokens", "prompt_tokens", "prefill_energy_j", "prefill_s")]  # fmt: skip
     if extra_columns is not None:
         blocks.append(np.asarray(extra_columns).reshape(len(cols.items), -1))
-        zero.append(False)
-    sums = None
-    if len(cols.items) and resamples:
-        summed = bootstrap_sums([b for b, z in zip(blocks, zero, strict=True) if not z],
-                                resamples, seed)  # fmt: skip
-        sums = np.zeros((resamples, sum(b.shape[1] for b in blocks)))
-        col = done = 0
-        for b, z in zip(blocks, zero, strict=True):
-            if not z:
-                sums[:, col : col + b.shape[1]] = summed[:, done : done + b.shape[1]]
-                done += b.shape[1]
-            col += b.shape[1]
+    sums = bootstrap_sums(blocks, resamples, seed) if len(cols.items) and resamples else None
     order, bounds = _group_slices(cols.group, g)
     summaries = []
     for j, ctx in enumerate(contexts):

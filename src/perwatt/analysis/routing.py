@@ -481,8 +481,9 @@ class Mixture:
     Always-m, the oracle and the α-accurate router that misroutes to the reference are one or
     two such terms (`choice` an item's candidate, or one candidate for every item). Materialised
     each would be an items × M matrix, 80 MB at 500,000 items and 20 candidates; `evaluate` reads
-    the terms instead, with the same arithmetic as on `dense()` (an item has at most two nonzero
-    entries, and adding zeros is exact), so both give the same figures to the last bit.
+    the terms instead: a policy's figures, and their resampled sums, are the weighted sums of
+    its terms' (Σ_i P[i, m] x[i, m] is linear in P), so each distinct term is summed once and
+    six α-routers cost no more than the oracle they mix with the reference.
     """
 
     n: int
@@ -497,16 +498,6 @@ class Mixture:
             term = p if weight == 1.0 and len(self.terms) == 1 else weight * p
             out = term if out is None else out + term
         return np.zeros((self.n, self.m)) if out is None else out
-
-    def entries(self) -> list[tuple[np.ndarray | int, np.ndarray]]:
-        """Each item's nonzero entries of `dense()`: (column, value) pairs, value 0 where an
-        item has fewer (up to two terms; `evaluate` materialises a mixture of more)."""
-        if len(self.terms) == 1:
-            weight, choice = self.terms[0]
-            return [(choice, np.full(self.n, weight))]
-        (w1, c1), (w2, c2) = self.terms
-        same = np.asarray(c1 == c2)
-        return [(c1, np.where(same, w1 + w2, w1)), (c2, np.where(same, 0.0, w2))]
 
 
 def always_policy(study: Study, m: int) -> Mixture:
@@ -601,54 +592,58 @@ def simulate_alpha_router(
     return freq / trials
 
 
-def _policy_columns(study: Study, p: np.ndarray | Mixture, out: np.ndarray) -> np.ndarray:
-    """Per item, into `out` (n × 5): expected correct, energy, FLOPs (NaN if any routed-to
-    candidate's is unknown), cost and reference share under routing policy p. Returns the
-    column sums of p (its count of items per candidate)."""
-    xs = (study.correct, study.energy_j, study.flops, study.cost_usd)
-    if isinstance(p, Mixture) and len(p.terms) <= 2:
-        entries = p.entries()
-        rows = np.arange(p.n)
-        for k, x in enumerate(xs):
-            total: np.ndarray | float = 0.0
-            for column, value in entries:
-                picked = x[:, column] if isinstance(column, int) else x[rows, column]
-                total = total + np.where(value > 0, value * picked, 0.0)
-            out[:, k] = total
-        out[:, 4] = 0.0
-        for column, value in entries:
-            out[:, 4] += np.where(column == study.reference, value, 0.0)
-        return _column_sums(p, entries)
-    if isinstance(p, Mixture):
-        p = p.dense()
-    for k, x in enumerate(xs):
-        out[:, k] = np.where(p > 0, p * x, 0.0).sum(axis=1)
-    out[:, 4] = p[:, study.reference]
-    return p.sum(axis=0)
+# The four figures every policy sums per item: Study attributes, in this order.
+_FIGURES = ("correct", "energy_j", "flops", "cost_usd")
 
 
-def _column_sums(p: Mixture, entries: list[tuple[np.ndarray | int, np.ndarray]]) -> np.ndarray:
-    """`p.dense().sum(axis=0)`, to the last bit: each column summed in item order (numpy sums
-    a matrix's columns row after row), zeros skipped (adding them is exact)."""
+@dataclass(frozen=True, eq=False)
+class _Basis:
+    """Per-item figures (n × 4, `_FIGURES`) that policies are weighted sums of: a candidate's
+    own columns (`candidate` set, read from the study in place) or the figures of one
+    per-item choice or dense routing matrix (`columns`), with their totals and how many items
+    it sends to each candidate."""
 
-    def in_order(v: np.ndarray) -> float:
-        nonzero = v[v != 0]
-        return float(np.cumsum(nonzero)[-1]) if nonzero.size else 0.0
+    totals: np.ndarray  # 4: each figure summed over items (NaN: unknown for some item)
+    routed: np.ndarray  # M: items sent to each candidate
+    candidate: int | None = None
+    columns: np.ndarray | None = None
 
-    routed = np.zeros(p.m)
-    if len(entries) == 1:
-        (column, value), weight = entries[0], p.terms[0][0]
-        if isinstance(column, int):
-            routed[column] = float(p.n) if weight == 1.0 else in_order(value)
-            return routed
-        if weight == 1.0:  # counts: exact
-            return np.bincount(column, minlength=p.m).astype(np.float64)
-    for j in range(p.m):
-        v: np.ndarray | float = 0.0
-        for column, value in entries:
-            v = v + np.where(column == j, value, 0.0)
-        routed[j] = in_order(np.broadcast_to(v, (p.n,)))
-    return routed
+
+def _bases(
+    study: Study, policies: Sequence[tuple[str, np.ndarray | Mixture]]
+) -> tuple[list[_Basis], list[list[tuple[float, int]]]]:
+    """The distinct bases of `policies` (every candidate first, always-m's) and each policy as
+    (weight, basis) terms. A choice array shared by several policies (the oracle's, in every
+    α-router) is one basis."""
+    n, m = study.n_items, len(study.candidates)
+    xs = [getattr(study, name) for name in _FIGURES]
+    column_totals = np.stack([x.sum(axis=0) for x in xs], axis=1)  # M × 4
+    bases = [_Basis(column_totals[j], n * np.eye(m)[j], candidate=j) for j in range(m)]
+    by_choice: dict[int, int] = {}
+    rows = np.arange(n)
+
+    def own(columns: np.ndarray, routed: np.ndarray) -> int:
+        bases.append(_Basis(columns.sum(axis=0), routed, columns=columns))
+        return len(bases) - 1
+
+    terms: list[list[tuple[float, int]]] = []
+    for _, p in policies:
+        if isinstance(p, Mixture):
+            found = []
+            for weight, choice in p.terms:
+                if isinstance(choice, (int, np.integer)):
+                    found.append((float(weight), int(choice)))
+                    continue
+                key = id(choice)
+                if key not in by_choice:
+                    picked = np.column_stack([x[rows, choice] for x in xs])
+                    by_choice[key] = own(picked, np.bincount(choice, minlength=m).astype(float))
+                found.append((float(weight), by_choice[key]))
+            terms.append(found)
+        else:
+            picked = np.column_stack([np.where(p > 0, p * x, 0.0).sum(axis=1) for x in xs])
+            terms.append([(1.0, own(picked, p.sum(axis=0)))])
+    return bases, terms
 
 
 def evaluate(
@@ -662,66 +657,96 @@ def evaluate(
     """Outcomes of routing policies (routing matrices or `Mixture`s) with 95% paired-bootstrap
     intervals over items.
 
-    `extra_columns` (n_items × k) ride along in the same resamples; their resampled sums are
-    the second value (coverage uses them), so a report draws its weights once."""
-    n = study.n_items
-    stacked = np.empty((n, 5 * (len(policies) + 1)))
-    _policy_columns(study, always_policy(study, study.reference), stacked[:, :5])
-    routed_all = [
-        _policy_columns(study, p, stacked[:, 5 * k : 5 * k + 5])
-        for k, (_, p) in enumerate(policies, start=1)
-    ]
-    known = np.isfinite(stacked).all(axis=0)
-    totals = stacked.sum(axis=0)
+    A policy's figures are the weighted sums of its terms' (`_bases`); the bootstrap resamples
+    each basis once. `extra_columns` (n_items × k) ride along in the same resamples; their
+    resampled sums are the second value (coverage uses them), so a report draws its weights
+    once."""
+    n, m = study.n_items, len(study.candidates)
+    bases, terms = _bases(study, policies)
+    # Resampled sums, laid out as the blocks: each figure's M candidate columns, then four
+    # columns per other basis, the extra columns, and a count of each resample's items
+    # (accuracy divides by it, never by the fixed n: with Poisson weights above 20,000 items
+    # the count varies; at or below it is exactly n).
+    own = [b.columns for b in bases if b.columns is not None]
+    where = [
+        [q * m + b.candidate for q in range(4)] if b.candidate is not None
+        else [4 * m + 4 * (k - m) + q for q in range(4)]
+        for k, b in enumerate(bases)
+    ]  # fmt: skip
     sums = None
-    if study.n_items:
-        for k in np.flatnonzero(~known):
-            stacked[:, k] = np.nan_to_num(stacked[:, k])
+    if n:
+        # NaN (an unknown FLOP count) would poison every resample: zeros, and the policy's
+        # total says the figure is unknown.
+        blocks = [_finite(getattr(study, name)) for name in _FIGURES]
+        blocks += [_finite(columns) for columns in own]
         extra = [] if extra_columns is None else [np.asarray(extra_columns)]
-        # The last column counts each resample's items: accuracy divides by it, never by the
-        # fixed n (with Poisson weights above 20,000 items the count varies; at or below it
-        # is exactly n, so nothing changes there).
-        sums = bootstrap_sums([stacked, *extra, np.ones((n, 1))], resamples, seed)
-    ref_e, ref_f, ref_c = totals[1], totals[2], totals[3]
+        sums = bootstrap_sums([*blocks, *extra, np.ones((n, 1))], resamples, seed)
+
+    def figure(found: list[tuple[float, int]], q: int) -> tuple[float, np.ndarray | None]:
+        """Figure q's total and resampled sums under a policy's terms (zero weights skipped:
+        0 × an unknown total is no term)."""
+        live = [(w, k) for w, k in found if w != 0.0]
+        total = float(sum(w * bases[k].totals[q] for w, k in live))
+        boot = None
+        if sums is not None:
+            boot = np.zeros(resamples)
+            for w, k in live:
+                boot += w * sums[:, where[k][q]]
+        return total, boot
+
+    ref_terms = [(1.0, study.reference)]
+    ref = [figure(ref_terms, q) for q in range(4)]
     outcomes = []
-    for k, (name, _) in enumerate(policies, start=1):
-        base = 5 * k
-        c, e, f, cost, share = (float(totals[base + j]) for j in range(5))
-        compute_known = bool(known[base + 2] and known[2])
-        routed = routed_all[k - 1] / n if n else np.zeros(len(study.candidates))
-        accuracy_boot = None if sums is None else ratio(sums[:, base], sums[:, -1])
+    for (name, _), found in zip(policies, terms, strict=True):
+        (c, c_boot), (e, e_boot), (f, f_boot), (cost, cost_boot) = (
+            figure(found, q) for q in range(4)
+        )
+        live = [(w, k) for w, k in found if w != 0.0]
+        routed = sum((w * bases[k].routed for w, k in live), np.zeros(m))
+        routed = routed / n if n else np.zeros(m)
+        compute_known = math.isfinite(f) and math.isfinite(ref[2][0])
         outcomes.append(
             Outcome(
                 policy=name,
-                accuracy=estimate(c / n if n else None, accuracy_boot),
-                reference_share=share / n if n else 0.0,
+                accuracy=estimate(
+                    c / n if n else None, None if sums is None else ratio(c_boot, sums[:, -1])
+                ),
+                reference_share=float(routed[study.reference]),
                 energy_j=e,
                 energy_label=" + ".join(
-                    sorted({study.candidates[m].energy_label for m in np.flatnonzero(routed > 0)})
+                    sorted({study.candidates[j].energy_label for j in np.flatnonzero(routed > 0)})
                 ),
-                flops=f if known[base + 2] else None,
+                flops=f if math.isfinite(f) else None,
                 cost_usd=cost,
-                energy_saved_j=float(ref_e - e),
-                energy_saved=_saved(sums, base, 1, e, ref_e),
-                compute_saved=_saved(sums, base, 2, f, ref_f) if compute_known else None,
-                cost_saved=_saved(sums, base, 3, cost, ref_c),
+                energy_saved_j=float(ref[1][0] - e),
+                energy_saved=_saved(e, e_boot, *ref[1]),
+                compute_saved=_saved(f, f_boot, *ref[2]) if compute_known else None,
+                cost_saved=_saved(cost, cost_boot, *ref[3]),
                 shares=[
-                    Share(cand.name, float(routed[m]))
-                    for m, cand in enumerate(study.candidates)
-                    if routed[m] > 0
+                    Share(cand.name, float(routed[j]))
+                    for j, cand in enumerate(study.candidates)
+                    if routed[j] > 0
                 ],
             )
         )
     extra_sums = None
     if sums is not None and extra_columns is not None:
-        extra_sums = sums[:, stacked.shape[1] : -1]
+        start = 4 * m + 4 * len(own)
+        extra_sums = sums[:, start:-1]
     return outcomes, extra_sums
 
 
-def _saved(sums: np.ndarray | None, base: int, j: int, total: float, ref_total: float) -> Estimate:
+def _finite(x: np.ndarray) -> np.ndarray:
+    """x with NaN as 0 (a copy only when there is one: these are items × M)."""
+    return x if np.isfinite(x).all() else np.nan_to_num(x)
+
+
+def _saved(
+    total: float, boot: np.ndarray | None, ref_total: float, ref_boot: np.ndarray | None
+) -> Estimate:
     """1 − policy total / reference total, with its bootstrap interval."""
     point = 1 - total / ref_total if ref_total else None
-    stat = None if sums is None else 1 - ratio(sums[:, base + j], sums[:, j])
+    stat = None if boot is None or ref_boot is None else 1 - ratio(boot, ref_boot)
     return estimate(point, stat)
 
 
@@ -866,25 +891,42 @@ def _point_of(
 
 def ranked_curve(study: Study, priority: np.ndarray, name: str, description: str) -> Curve:
     """Send the items with the highest `priority` to the reference, the rest to the local
-    fallback, at reference shares 0, 5%, …, 100%."""
+    fallback, at reference shares 0, 5%, …, 100%.
+
+    In priority order, a point's figure is the reference's over the first k items plus the
+    fallback's over the rest: two running sums, read at each share's k."""
     local, _ = _local_fallback(study)
     order = np.argsort(-priority, kind="stable")
-    idx = np.arange(study.n_items)
+    n = study.n_items
     xs = (study.correct, study.energy_j, study.flops, study.cost_usd)
-    # Each item's figures at its local fallback and at the reference, gathered once.
-    at_local = [x[idx, local] for x in xs]
-    at_ref = [x[:, study.reference] for x in xs]
+    # Per figure, in priority order: running sums of the reference's and the fallback's
+    # values (NaN as 0) and running counts of NaN (unknown FLOPs), each with a leading 0.
+    running = []
+    for x in xs:
+        at_ref, at_local = x[order, study.reference], x[order, local[order]]
+        running.append([
+            np.concatenate([[0.0], np.cumsum(v)]) for v in (
+                np.nan_to_num(at_ref), np.nan_to_num(at_local),
+                np.isnan(at_ref).astype(float), np.isnan(at_local).astype(float))
+        ])  # fmt: skip
+    to_ref = np.concatenate([[0], np.cumsum(local[order] == study.reference)])
     points = []
     for s in CURVE_SHARES:
-        top = order[: round(s * study.n_items)]
-        choice = local.copy()
-        choice[top] = study.reference
-        picked = []
-        for lo, ref in zip(at_local, at_ref, strict=True):
-            v = lo.copy()
-            v[top] = ref[top]
-            picked.append(v)
-        points.append(_point_of(study, choice, *picked))
+        k = round(s * n)
+        totals, unknown = [], []
+        for ref_sum, local_sum, ref_nan, local_nan in running:
+            totals.append(float(ref_sum[k] + (local_sum[n] - local_sum[k])))
+            unknown.append(bool(ref_nan[k] + (local_nan[n] - local_nan[k]) > 0))
+        correct, energy, flops, cost = totals
+        points.append(
+            CurvePoint(
+                reference_share=float((k + to_ref[n] - to_ref[k]) / max(n, 1)),
+                accuracy=correct / max(n, 1),
+                energy_j=energy,
+                flops=None if unknown[2] else flops,
+                cost_usd=cost,
+            )
+        )
     return Curve(name, description, points)
 
 

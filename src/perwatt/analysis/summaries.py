@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -125,16 +124,17 @@ def compute_summaries(runs: Sequence[RunData]) -> list[RunSummary]:
         groups.setdefault(key, []).append(k)
     for (seed, resamples), members in groups.items():
         chosen = [runs[k] for k in members]
-        cols = RequestColumns.from_runs(chosen)
-        # The digests (sha256 releases the GIL) are taken beside the kernel, from the columns
-        # it has just read.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            digests = pool.map(_digest, chosen)
-            summaries, _ = summarize(
-                cols, [run_context(r) for r in chosen], resamples=resamples, seed=seed
-            )
-            for k, summary, digest in zip(members, summaries, digests, strict=True):
-                out[k] = _with_tasks(_with_digest(summary, digest), runs[k], resamples, seed)
+        digests: dict[int, str] = {}
+        # Each run's digest is taken from its columns as they are read (sha256 releases the
+        # GIL: runs are read several at once), before they are converted and let go.
+        cols = RequestColumns.from_runs(
+            chosen, each=lambda j, table, found=digests: found.__setitem__(j, rows_digest(table))
+        )
+        summaries, _ = summarize(
+            cols, [run_context(r) for r in chosen], resamples=resamples, seed=seed
+        )
+        for j, (k, summary) in enumerate(zip(members, summaries, strict=True)):
+            out[k] = _with_tasks(_with_digest(summary, digests[j]), runs[k], resamples, seed)
     return [out[k] for k in range(len(runs))]
 
 
@@ -174,7 +174,7 @@ def _stored(run: RunData) -> RunSummary | None:
 
 
 def _digest(run: RunData) -> str:
-    return rows_digest(run.answer_columns(KERNEL_COLUMNS))
+    return rows_digest(run.answer_columns(KERNEL_COLUMNS, keep=False))
 
 
 def _with_digest(summary: RunSummary, digest: str) -> RunSummary:
