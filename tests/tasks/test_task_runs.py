@@ -157,8 +157,13 @@ def test_each_bad_tool_call_ends_as_a_recorded_failed_task_and_the_run_goes_on(t
     html = page.read_text()
     assert 'id="tasks"' in html and "Task timeline" in html
     assert "tools run: 6 tasks, 12 model calls, 7 tool calls (3 failed)." in html
-    for label in ("calculator: 42", "calculator: error: division by zero",
-                  "weather: error: unknown tool", "turn 2: correct", "turn 1: error"):
+    for label in (
+        "calculator: 42",
+        "calculator: error: division by zero",
+        "weather: error: unknown tool",
+        "turn 2: correct",
+        "turn 1: error",
+    ):
         assert label in html, label
 
 
