@@ -1,5 +1,6 @@
 """Reading only some columns of a run's requests: checked as the whole table is, read once."""
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -99,3 +100,18 @@ def test_a_missing_required_column_is_found_by_read_run(tmp_path, rows):
     pq.write_table(table, path / "requests.parquet")
     with pytest.raises(PerwattError, match="not a perwatt table \\(no column 't_done'\\)"):
         read_run(path)
+
+
+def test_routing_reads_only_its_numbers_and_the_rest_reads_as_not_recorded(tmp_path, rows, reads):
+    from perwatt.analysis._columns import RequestColumns
+    from perwatt.analysis.routing import ROUTING_NUMBERS
+
+    run = read_run(write_run(tmp_path / "run", rows))
+    cols = RequestColumns.from_runs([run], numbers=ROUTING_NUMBERS)
+    assert "t_sent" not in reads[-1] and "energy_j" in reads[-1]
+    assert cols.energy_j.tolist() == [r.energy_j for r in rows]
+    assert np.isnan(cols.t_sent).all() and not cols.t_sent.flags.writeable
+    full = RequestColumns.from_runs([run])
+    assert full.energy_j.tolist() == cols.energy_j.tolist() and not np.isnan(full.t_sent).any()
+    with pytest.raises(ValueError, match="no numeric request column 'nope'"):
+        RequestColumns.from_runs([run], numbers=("nope",))

@@ -103,22 +103,33 @@ class RequestColumns:
 
     @classmethod
     def from_runs(
-        cls, runs: Sequence[RunData], *, each: Callable[[int, pa.Table], None] | None = None
+        cls,
+        runs: Sequence[RunData],
+        *,
+        each: Callable[[int, pa.Table], None] | None = None,
+        numbers: Sequence[str] = _NUMBERS,
     ) -> RequestColumns:
         """Columns of runs (one group per run, named by its run id), reading from each only
         the columns the kernel uses, several runs at once (Parquet decoding releases the GIL).
 
         A run's columns are converted as soon as they are read, and not kept: at 10 M rows a
         kept Arrow copy would be another gigabyte of fresh memory. `each(j, table)`, when
-        given, sees run j's table first (a summary's digest is taken from it)."""
+        given, sees run j's table first (a summary's digest is taken from it). Of the numeric
+        columns only `numbers` are read (routing reads three of eight); the others read as
+        not recorded (NaN), without memory of their own."""
+        unknown = set(numbers) - set(_NUMBERS)
+        if unknown:
+            raise ValueError(f"no numeric request column {sorted(unknown)[0]!r}")
+        wanted = [c for c in KERNEL_COLUMNS if c not in _NUMBERS or c in numbers]
 
         def table_of(j: int) -> pa.Table:
-            table = runs[j].answer_columns(KERNEL_COLUMNS, keep=False)
+            table = runs[j].answer_columns(wanted if each is None else KERNEL_COLUMNS, keep=False)
             if each is not None:
                 each(j, table)
             return table
 
-        return cls._build([r.answer_rows() for r in runs], table_of, [r.run_id for r in runs])
+        sizes = [r.answer_rows() for r in runs]
+        return cls._build(sizes, table_of, [r.run_id for r in runs], numbers)
 
     @classmethod
     def from_tables(cls, tables: Sequence[pa.Table], groups: Sequence[str]) -> RequestColumns:
@@ -130,7 +141,11 @@ class RequestColumns:
 
     @classmethod
     def _build(
-        cls, sizes: Sequence[int], table_of: Callable[[int], pa.Table], groups: Sequence[str]
+        cls,
+        sizes: Sequence[int],
+        table_of: Callable[[int], pa.Table],
+        groups: Sequence[str],
+        read: Sequence[str] = _NUMBERS,
     ) -> RequestColumns:
         """Each run's table (`table_of(j)`, `sizes[j]` rows) converted on its own, several at
         once, straight into its share of the columns: one pass over each value, no
@@ -140,7 +155,7 @@ class RequestColumns:
         bounds = np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
         n_rows = int(bounds[-1])
         group = np.repeat(np.arange(g, dtype=np.int32), np.asarray(sizes, dtype=np.int64))
-        numbers = {name: np.empty(n_rows, dtype=np.float64) for name in _NUMBERS}
+        numbers = {name: np.empty(n_rows, dtype=np.float64) for name in read}
         # Pages of np.empty cost nothing until written: a prefill column null in every run
         # (no run split its energy) is dropped unwritten (None), not 10 M NaNs.
         prefill = np.empty(n_rows, dtype=np.float64)
@@ -193,7 +208,7 @@ class RequestColumns:
             domain=domain,
             status=status,
             correct=correct,
-            **{name: numbers[name] for name in _NUMBERS},
+            **{name: numbers.get(name, _not_read(n_rows)) for name in _NUMBERS},
             itl_values=itl_values,
             itl_offsets=itl_offsets,
             prefill_energy_j=prefill if split.any() else None,
@@ -245,6 +260,12 @@ def _fold_retries(cols: RequestColumns, table: pa.Table, n_groups: int) -> Reque
         itl_values=itl_values, itl_offsets=itl_offsets,
         retried=np.bincount(cols.group[folded], minlength=n_groups).astype(np.int64),
     )  # fmt: skip
+
+
+def _not_read(n_rows: int) -> np.ndarray:
+    """A numeric column that was not read: NaN (not recorded) in every row, read-only, and
+    without memory of its own."""
+    return np.broadcast_to(np.float64(math.nan), (n_rows,))
 
 
 def _workers(tasks: int) -> int:
@@ -550,8 +571,8 @@ class ItemMatrix:
         return self._mean(prefill_s)
 
     def _make_prefill_missing(self) -> np.ndarray:
-        if self._cols.prefill_energy_j is None:  # every attempt: the count (the same sums)
-            return self._count.copy()
+        if self._cols.prefill_energy_j is None:  # every attempt: the count (the same sums;
+            return self._count  # matrices are never written once made)
         return self._total(lambda rows: np.isnan(self._prefill_j(rows)).astype(np.float64))
 
     @property

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -393,6 +395,11 @@ class _Boot:
     s_pre: np.ndarray  # prefill seconds
 
 
+# The per-item matrices a run's figures read (made before the runs are summarized at once).
+_RUN_MATRICES = ("answered", "asked", "correct", "energy_j", "energy_net_j", "e2e_s",
+                 "power_w", "completion_tokens", "prompt_tokens", "prompt_missing",
+                 "prefill_energy_j", "prefill_s", "prefill_missing")  # fmt: skip
+
 # Columns per run in the joint bootstrap: answered, c, e, e_net, lat, p, tok, tok_p, e_pre, s_pre
 _PER_RUN = 10
 
@@ -422,8 +429,8 @@ def summarize(
         blocks.append(np.asarray(extra_columns).reshape(len(cols.items), -1))
     sums = bootstrap_sums(blocks, resamples, seed) if len(cols.items) and resamples else None
     order, bounds = _group_slices(cols.group, g)
-    summaries = []
-    for j, ctx in enumerate(contexts):
+
+    def one(j: int) -> RunSummary:
         boot = None
         if sums is not None:
             boot = _Boot(*(sums[:, k * g + j] for k in range(_PER_RUN)))
@@ -432,7 +439,15 @@ def summarize(
         # values as gathering them by index, without a copy of each).
         part: slice | np.ndarray = slice(lo, hi) if order is None else order[lo:hi]
         rows = np.arange(lo, hi) if order is None else order[lo:hi]
-        summaries.append(_summarize_run(cols, m, j, rows, part, ctx, boot, resamples, seed))
+        return _summarize_run(cols, m, j, rows, part, contexts[j], boot, resamples, seed)
+
+    # Runs are independent (each its own seeds); their sorts and partitions release the GIL.
+    # The item matrices are made first, in this thread (they are cached on first read).
+    for name in _RUN_MATRICES:
+        m.by_run(name)
+    item_domains(cols)
+    with ThreadPoolExecutor(max_workers=max(1, min(g, os.cpu_count() or 1, 4))) as pool:
+        summaries = list(pool.map(one, range(g)))
     extra = sums[:, _PER_RUN * g :] if sums is not None and extra_columns is not None else None
     return summaries, extra
 

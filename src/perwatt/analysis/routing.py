@@ -40,6 +40,8 @@ MISROUTES = ("reference", "random")
 DEFAULT_ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 CURVE_SHARES = tuple(round(0.05 * k, 2) for k in range(21))
 STATED = "stated"
+# The numeric request columns a routing study reads (with each row's item and verdict).
+ROUTING_NUMBERS = ("energy_j", "prompt_tokens", "completion_tokens")
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -226,7 +228,8 @@ def build_study(
         raise PerwattError("no measured runs left to route between")
 
     all_runs = [*runs, source_run] if source_run is not None else runs
-    cols = RequestColumns.from_runs(all_runs)
+    # Routing reads each item's verdict, energy and tokens: no times are converted.
+    cols = RequestColumns.from_runs(all_runs, numbers=ROUTING_NUMBERS)
     per = item_matrix(cols)
     answered = per.answered
     _check_overlap(answered, [*names, *(["accuracy_from"] if source_run else [])])
