@@ -68,7 +68,7 @@ class RequestColumns:
     items: list[str]
     domains: list[str]
     group: np.ndarray  # int32
-    item: np.ndarray  # int64
+    item: np.ndarray  # int32 (a study has fewer than 2^31 items)
     domain: np.ndarray  # int32
     status: np.ndarray  # int8 code into records.STATUSES
     correct: np.ndarray  # bool
@@ -204,7 +204,7 @@ class RequestColumns:
             items=items,
             domains=domains,
             group=group,
-            item=item.astype(np.int64),
+            item=item.astype(np.int32, copy=False),
             domain=domain,
             status=status,
             correct=correct,
