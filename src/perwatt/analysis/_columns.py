@@ -367,6 +367,15 @@ def _flag(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray(pc.fill_null(table.column(name), False).to_numpy(), dtype=bool)
 
 
+@dataclass(frozen=True)
+class _Sum:
+    """How an item matrix is summed from the rows: `weights(rows)` per row, added per run and
+    item, divided by the item's count of attempts when `mean` (the mean of its attempts)."""
+
+    weights: Callable[[slice], np.ndarray]
+    mean: bool = True
+
+
 class ItemMatrix:
     """Per item and run (n_items × runs): how often it was asked, and the mean of its attempts.
 
@@ -388,8 +397,6 @@ class ItemMatrix:
         self._shape = (len(cols.items), len(cols.groups))
         self._runs: dict[str, np.ndarray] = {}  # runs × n_items
         self._items: dict[str, np.ndarray] = {}  # n_items × runs
-        self._item_major = False  # whether the matrix being made is wanted n_items × runs
-        self._last_item_major = False  # whether the last total made is n_items × runs
 
     @cached_property
     def _run_rows(self) -> list[slice] | None:
@@ -411,7 +418,7 @@ class ItemMatrix:
         if found is None:
             item_major = self._items.pop(name, None)
             if item_major is None:
-                found = getattr(self, f"_make_{name}")()
+                found, _ = self._made(name, item_major=False)
             else:
                 found = np.ascontiguousarray(item_major.T)
             self._runs[name] = found
@@ -422,43 +429,50 @@ class ItemMatrix:
         if found is None:
             run_major = self._runs.pop(name, None)
             if run_major is None:
-                # Made item-major at once (each run's sums written to its column): no
-                # runs × n_items matrix to make and transpose.
-                self._item_major, self._last_item_major = True, False
-                try:
-                    found = self.by_run(name)
-                finally:
-                    self._item_major = False
-                self._runs.pop(name)
-                if not self._last_item_major:
+                # Made item-major at once where it is summed (each run's sums written to its
+                # column): no runs × n_items matrix to make and transpose.
+                found, item_major = self._made(name, item_major=True)
+                if not item_major:
                     found = np.ascontiguousarray(found.T)
             else:
                 found = np.ascontiguousarray(run_major.T)
             self._items[name] = found
         return found
 
-    def _total(self, weights: Callable[[slice], np.ndarray] | None) -> np.ndarray:
+    def _made(self, name: str, *, item_major: bool) -> tuple[np.ndarray, bool]:
+        """Matrix `name`, made n_items × runs where it is summed and `item_major` asks for
+        it, else runs × n_items; and whether it is n_items × runs."""
+        recipe = getattr(self, f"_make_{name}")()
+        if isinstance(recipe, np.ndarray):  # made from the count: runs × n_items
+            return recipe, False
+        total, made_item_major = self._total(recipe.weights, item_major=item_major)
+        # Every item asked at most once: dividing by 1 would change nothing (it is exact).
+        if recipe.mean and not self._once:
+            np.divide(total, self._safe.T if made_item_major else self._safe, out=total)
+        return total, made_item_major
+
+    def _total(
+        self, weights: Callable[[slice], np.ndarray] | None, *, item_major: bool = False
+    ) -> tuple[np.ndarray, bool]:
         """Per run and item, the sum of `weights(rows)` (a function of a slice of the rows,
         giving the weights of those rows) over the item's rows; the count of rows for None.
+        n_items × runs when `item_major` and the rows are in run order, else runs × n_items;
+        the second value says which.
 
         With the rows in run order the bincount runs run by run, its weights made a run at a
         time (a few MB that stay warm, not a 10 M-row temporary per matrix); the same sums, as
         bincount adds a bin's rows in row order either way."""
         n_items, runs = self._shape
         rows = self._run_rows
-        self._last_item_major = False
         if rows is None:
             w = None if weights is None else weights(slice(None))
             if w is not None and not w.any():
-                return np.zeros((runs, n_items))
-            return (
-                np.bincount(self._key, weights=w, minlength=n_items * runs)
-                .reshape(runs, n_items)
-                .astype(np.float64, copy=False)
-            )
+                return np.zeros((runs, n_items)), False
+            total = np.bincount(self._key, weights=w, minlength=n_items * runs)
+            return total.reshape(runs, n_items).astype(np.float64, copy=False), False
         # Zeros from pages the system maps on first read: a run with nothing to add (a column
         # absent from it) costs no writing. The count is always runs × n_items (it is kept).
-        item_major = self._item_major and weights is not None
+        item_major = item_major and weights is not None
         total = np.zeros((n_items, runs) if item_major else (runs, n_items))
         item = self._cols.item
         for j, part in enumerate(rows):
@@ -472,20 +486,11 @@ class ItemMatrix:
                 total[:, j] = sums
             else:
                 total[j] = sums
-        self._last_item_major = item_major
-        return total
-
-    def _mean(self, weights: Callable[[slice], np.ndarray]) -> np.ndarray:
-        once = self._once  # (first: the count's total must not be the last one made)
-        total = self._total(weights)
-        # Every item asked at most once: dividing by 1 would change nothing (it is exact).
-        if not once:
-            np.divide(total, self._safe.T if self._last_item_major else self._safe, out=total)
-        return total
+        return total, item_major
 
     @cached_property
     def _count(self) -> np.ndarray:
-        return self._total(None)
+        return self._total(None)[0]
 
     @cached_property
     def _safe(self) -> np.ndarray:
@@ -495,36 +500,36 @@ class ItemMatrix:
     def _once(self) -> bool:
         return not self._count.size or float(self._count.max()) <= 1.0
 
-    def _make_count(self) -> np.ndarray:
+    def _make_count(self) -> np.ndarray | _Sum:
         return self._count
 
-    def _make_answered(self) -> np.ndarray:
+    def _make_answered(self) -> np.ndarray | _Sum:
         return self._count > 0
 
-    def _make_asked(self) -> np.ndarray:
+    def _make_asked(self) -> np.ndarray | _Sum:
         """`answered` as 0.0/1.0 (what the bootstrap resamples); with every item asked at
         most once that is `count` itself."""
         return self._count if self._once else (self._count > 0).astype(np.float64)
 
-    def _make_correct(self) -> np.ndarray:
+    def _make_correct(self) -> np.ndarray | _Sum:
         correct = self._cols.correct
-        return self._mean(lambda rows: correct[rows].astype(np.float64))
+        return _Sum(lambda rows: correct[rows].astype(np.float64))
 
-    def _make_energy_j(self) -> np.ndarray:
+    def _make_energy_j(self) -> np.ndarray | _Sum:
         energy = self._cols.energy_j
-        return self._mean(lambda rows: nz(energy[rows]))
+        return _Sum(lambda rows: nz(energy[rows]))
 
-    def _make_energy_net_j(self) -> np.ndarray:
+    def _make_energy_net_j(self) -> np.ndarray | _Sum:
         net = self._cols.energy_net_j
-        return self._mean(lambda rows: nz(net[rows]))
+        return _Sum(lambda rows: nz(net[rows]))
 
     def _e2e(self, rows: slice) -> np.ndarray:
         return self._cols.t_done[rows] - self._cols.t_sent[rows]
 
-    def _make_e2e_s(self) -> np.ndarray:
-        return self._mean(lambda rows: nz(self._e2e(rows)))
+    def _make_e2e_s(self) -> np.ndarray | _Sum:
+        return _Sum(lambda rows: nz(self._e2e(rows)))
 
-    def _make_power_w(self) -> np.ndarray:
+    def _make_power_w(self) -> np.ndarray | _Sum:
         def power_w(rows: slice) -> np.ndarray:
             e2e = self._e2e(rows)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -532,19 +537,19 @@ class ItemMatrix:
             power[~(e2e > 0)] = 0.0
             return power
 
-        return self._mean(power_w)
+        return _Sum(power_w)
 
-    def _make_prompt_tokens(self) -> np.ndarray:
+    def _make_prompt_tokens(self) -> np.ndarray | _Sum:
         prompt = self._cols.prompt_tokens
-        return self._mean(lambda rows: nz(prompt[rows]))
+        return _Sum(lambda rows: nz(prompt[rows]))
 
-    def _make_completion_tokens(self) -> np.ndarray:
+    def _make_completion_tokens(self) -> np.ndarray | _Sum:
         completion = self._cols.completion_tokens
-        return self._mean(lambda rows: nz(completion[rows]))
+        return _Sum(lambda rows: nz(completion[rows]))
 
-    def _make_prompt_missing(self) -> np.ndarray:
+    def _make_prompt_missing(self) -> np.ndarray | _Sum:
         prompt = self._cols.prompt_tokens
-        return self._total(lambda rows: np.isnan(prompt[rows]).astype(np.float64))
+        return _Sum(lambda rows: np.isnan(prompt[rows]).astype(np.float64), mean=False)
 
     # The request's two phases: energy and seconds from sent to first token (a request with no
     # first token is all prefill); decode is the rest (energy_j − prefill, e2e_s − prefill_s).
@@ -554,12 +559,12 @@ class ItemMatrix:
             return np.full(len(range(*rows.indices(self._cols.n_rows))), math.nan)
         return prefill_j[rows]
 
-    def _make_prefill_energy_j(self) -> np.ndarray:
+    def _make_prefill_energy_j(self) -> np.ndarray | _Sum:
         if self._cols.prefill_energy_j is None:  # nothing split: nothing to add
             return np.zeros((self._shape[1], self._shape[0]))
-        return self._mean(lambda rows: nz(self._prefill_j(rows)))
+        return _Sum(lambda rows: nz(self._prefill_j(rows)))
 
-    def _make_prefill_s(self) -> np.ndarray:
+    def _make_prefill_s(self) -> np.ndarray | _Sum:
         def prefill_s(rows: slice) -> np.ndarray:
             e2e = self._e2e(rows)
             # In place (the same values as clip(where(isnan(ttft), e2e, ttft), 0, max(e2e, 0))).
@@ -568,12 +573,12 @@ class ItemMatrix:
             np.clip(out, 0.0, np.maximum(e2e, 0.0), out=out)
             return nz(out)
 
-        return self._mean(prefill_s)
+        return _Sum(prefill_s)
 
-    def _make_prefill_missing(self) -> np.ndarray:
+    def _make_prefill_missing(self) -> np.ndarray | _Sum:
         if self._cols.prefill_energy_j is None:  # every attempt: the count (the same sums;
             return self._count  # matrices are never written once made)
-        return self._total(lambda rows: np.isnan(self._prefill_j(rows)).astype(np.float64))
+        return _Sum(lambda rows: np.isnan(self._prefill_j(rows)).astype(np.float64), mean=False)
 
     @property
     def count(self) -> np.ndarray:

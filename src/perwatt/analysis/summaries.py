@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -127,15 +128,17 @@ def compute_summaries(runs: Sequence[RunData]) -> list[RunSummary]:
         digests: dict[int, str] = {}
         # Each run's digest is taken from its columns as they are read (sha256 releases the
         # GIL: runs are read several at once), before they are converted and let go.
-        cols = RequestColumns.from_runs(
-            chosen, each=lambda j, table, found=digests: found.__setitem__(j, rows_digest(table))
-        )
+        cols = RequestColumns.from_runs(chosen, each=partial(_take_digest, digests))
         summaries, _ = summarize(
             cols, [run_context(r) for r in chosen], resamples=resamples, seed=seed
         )
         for j, (k, summary) in enumerate(zip(members, summaries, strict=True)):
             out[k] = _with_tasks(_with_digest(summary, digests[j]), runs[k], resamples, seed)
     return [out[k] for k in range(len(runs))]
+
+
+def _take_digest(digests: dict[int, str], j: int, table: pa.Table) -> None:
+    digests[j] = rows_digest(table)
 
 
 def _with_tasks(summary: RunSummary, run: RunData, resamples: int, seed: int) -> RunSummary:
